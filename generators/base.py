@@ -1,0 +1,240 @@
+"""The generator interface: train on a stored dataset, sample with a seed, checkpoint, resume.
+
+A family subclasses :class:`Generator` and implements four things: building its networks
+and optimisers (``build``), one training step (``train_step``), drawing images
+(``generate``), and the list of stateful parts (``state_modules``). The shared loop in
+:meth:`Generator.fit` owns batching, seeding, progress, EMA bookkeeping hooks and
+checkpoints, so that every family gets bit-identical resume and seeded sampling the same way.
+
+Randomness: every random draw inside a family uses ``self.rng`` (a ``torch.Generator`` on
+the device) or the batch sampler's generator; both states are checkpointed, so training
+N steps, saving and resuming for M more equals N + M steps straight.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from store.atomic import atomic_path
+from synthcohort import __version__
+from synthcohort.progress import EtaClock, Progress, ProgressCallback
+from synthcohort.seeding import derive_seed, torch_generator
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What the networks must produce; derived from the dataset, not chosen by the user."""
+
+    spatial_dims: int  # 2 or 3
+    in_channels: int  # image channels (1 grey, 3 RGB)
+    image_size: tuple[int, ...]  # (H, W) or (D, H, W)
+    num_classes: int
+    mask_conditioned: bool = False  # a binary mask (1 channel) is an input of the generator
+
+
+@dataclass
+class TrainingData:
+    """Real training images, already normalised to [0, 1], channel first."""
+
+    images: np.ndarray  # (N, C, *spatial) float32
+    labels: np.ndarray  # (N,) int64 class indices
+    masks: np.ndarray | None = None  # (N, 1, *spatial) uint8 {0, 1}
+    class_names: tuple[str, ...] = ()
+    dataset_id: str = ""
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, C, *spatial) in [-1, 1] on the device
+    labels: torch.Tensor  # (B,) long
+    masks: torch.Tensor | None  # (B, 1, *spatial) float {0, 1}
+
+
+class GeneratorConfig(BaseModel):
+    """Hyperparameters shared by every family; families extend it with their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = 32
+    ema_decay: float = 0.999
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: only at the end
+    class_weights: str = "balanced"  # "balanced": each class drawn equally often; "data"
+
+
+class Generator(ABC):
+    """Base class of every generator family. See the module docstring."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+
+    def __init__(self, spec: GeneratorSpec, config: GeneratorConfig | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0):
+        self.spec = spec
+        self.config = config if config is not None else self.Config()
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.step = 0
+        self.history: list[dict[str, float]] = []  # logged metrics, for curves and the API
+        torch.manual_seed(derive_seed(seed, "init"))  # network initialisation
+        self.rng = torch_generator(derive_seed(seed, "train"), self.device)
+        self._sampler_rng = torch_generator(derive_seed(seed, "batches"))
+        self.build()
+
+    # -- what a family implements -------------------------------------------------------
+    @abstractmethod
+    def build(self) -> None:
+        """Create networks, EMA copies and optimisers on ``self.device``."""
+
+    @abstractmethod
+    def train_step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
+        """One generator update (and whatever critic updates precede it).
+
+        Returns losses as tensors: the loop converts them to floats only every
+        ``log_every`` steps, so there is no host-device sync in the inner loop.
+        """
+
+    @abstractmethod
+    def generate(self, labels: torch.Tensor, masks: torch.Tensor | None,
+                 rng: torch.Generator) -> torch.Tensor:
+        """Images in [-1, 1] for the given labels (and masks), from the EMA weights."""
+
+    @abstractmethod
+    def state_modules(self) -> dict[str, Any]:
+        """Everything with a ``state_dict``: networks, EMA networks, optimisers, scalers."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Family state that is not a module (e.g. ADA's p, DynGAN's partitions)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- the shared training loop -----------------------------------------------------------
+    def fit(self, data: TrainingData, steps: int, *, progress: ProgressCallback | None = None,
+            checkpoint_path: str | Path | None = None,
+            should_stop: Callable[[], bool] | None = None) -> None:
+        """Train until ``self.step == steps`` (a resumed model continues from its step)."""
+        next_batch = self._batch_source(data)
+        clock = EtaClock(steps, self.step)
+        while self.step < steps:
+            losses = self.train_step(next_batch)
+            self.step += 1
+            if self.step % self.config.log_every == 0 or self.step == steps:
+                metrics = {k: float(v) for k, v in losses.items()}
+                metrics["images_per_s"] = clock.rate(self.step) * self.config.batch_size
+                self.history.append({"step": self.step, **metrics})
+                if progress:
+                    progress(Progress("train", self.step, steps, metrics, clock.eta(self.step)))
+            every = self.config.checkpoint_every
+            if checkpoint_path and every and self.step % every == 0 and self.step < steps:
+                self.save(checkpoint_path)
+            if should_stop and should_stop():
+                break
+        if checkpoint_path:
+            self.save(checkpoint_path)
+
+    def _batch_source(self, data: TrainingData) -> Callable[[], Batch]:
+        """Seeded sampling with replacement; classes balanced unless configured otherwise."""
+        images = torch.from_numpy(np.ascontiguousarray(data.images, dtype=np.float32))
+        labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+        masks = None if data.masks is None else torch.from_numpy(np.asarray(data.masks, dtype=np.float32))
+        if self.config.class_weights == "balanced":
+            counts = torch.bincount(labels, minlength=self.spec.num_classes).clamp(min=1).double()
+            weights = (1.0 / counts)[labels]
+        else:
+            weights = torch.ones(len(labels), dtype=torch.double)
+        pin = self.device.type == "cuda"
+        if pin:
+            images = images.pin_memory()
+
+        def next_batch() -> Batch:
+            idx = torch.multinomial(weights, self.config.batch_size, replacement=True,
+                                    generator=self._sampler_rng)
+            x = images[idx].to(self.device, non_blocking=pin) * 2.0 - 1.0
+            m = None if masks is None else masks[idx].to(self.device, non_blocking=pin)
+            return Batch(x, labels[idx].to(self.device, non_blocking=pin), m)
+
+        return next_batch
+
+    # -- sampling ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, class_index: int, *, seed: int, masks: np.ndarray | None = None,
+               batch_size: int = 64) -> np.ndarray:
+        """``n`` images of one class in [0, 1], (n, C, *spatial) float32; same seed → same bits."""
+        if self.spec.mask_conditioned and masks is None:
+            raise ValueError("this generator is mask-conditioned: pass masks")
+        rng = torch_generator(derive_seed(seed, "sample"), self.device)
+        out = []
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            labels = torch.full((b,), int(class_index), dtype=torch.long, device=self.device)
+            m = None
+            if masks is not None:
+                m = torch.as_tensor(np.asarray(masks[start:start + b], dtype=np.float32), device=self.device)
+            x = self.generate(labels, m, rng)
+            out.append(((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "generator": self.name,
+            "code_version": __version__,
+            "spec": asdict(self.spec),
+            "config": self.config.model_dump(),
+            "seed": self.seed,
+            "step": self.step,
+            "history": self.history,
+            "modules": {k: m.state_dict() for k, m in self.state_modules().items()},
+            "extra": self.extra_state(),
+            "rng": {
+                "train": self.rng.get_state(),
+                "batches": self._sampler_rng.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def save(self, path: str | Path) -> None:
+        buf = io.BytesIO()
+        torch.save(self.checkpoint(), buf)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Generator:
+        """Rebuild any registered family from a checkpoint (``Generator.load`` dispatches)."""
+        from generators.registry import get_generator
+
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        family = get_generator(ckpt["generator"])
+        spec = GeneratorSpec(**{**ckpt["spec"], "image_size": tuple(ckpt["spec"]["image_size"])})
+        model = family(spec, family.Config(**ckpt["config"]), device=device, seed=ckpt["seed"])
+        model.load_checkpoint(ckpt)
+        return model
+
+    def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        for k, m in self.state_modules().items():
+            m.load_state_dict(ckpt["modules"][k])
+        self.load_extra_state(ckpt.get("extra", {}))
+        self.step = int(ckpt["step"])
+        self.history = list(ckpt.get("history", []))
+        rng = ckpt["rng"]
+        self.rng.set_state(rng["train"])
+        self._sampler_rng.set_state(rng["batches"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])

@@ -1,0 +1,1 @@
+"""Persistence: immutable dataset versions on disk, artifacts, and the metadata database."""

@@ -1,0 +1,5 @@
+import sys
+
+from synthcohort.cli import main
+
+sys.exit(main())

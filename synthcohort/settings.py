@@ -1,0 +1,91 @@
+"""The one settings object. Every configurable value is read here, from ``SYNTHCOHORT_*``.
+
+No other module reads ``os.environ`` for synthcohort settings; the docker compose file is
+checked against the fields of :class:`Settings` by a test.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNTHCOHORT_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.synthcohort"),
+        description="Data root: dataset versions, models, cohorts, reports, the SQLite files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default SQLite in the data root.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (e.g. redis://127.0.0.1:6379/0); default an embedded "
+        "SQLAlchemy transport on SQLite in the data root.",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; default the metadata database."
+    )
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, description="Largest accepted upload (archive) in bytes."
+    )
+    max_file_bytes: int = Field(
+        default=1024**3, description="Largest single image file accepted on import, in bytes."
+    )
+    inception_weights: Path | None = Field(
+        default=None,
+        description="Local pytorch-fid Inception weights (pt_inception-2015-12-05-*.pth); "
+        "without it the torch hub cache is looked at; nothing is downloaded.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `synthcohort serve` binds.")
+    api_port: int = Field(default=8000, description="Port `synthcohort serve` binds.")
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where the client and CLI reach the API."
+    )
+    api_key: str | None = Field(default=None, description="API key the client sends.")
+    worker_queues: str = Field(
+        default="gpu,cpu", description="Comma-separated Celery queues a worker consumes."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @property
+    def root(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def cohorts_dir(self) -> Path:
+        return self.root / "cohorts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.root / 'synthcohort.db'}"
+
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.root / 'broker.db'}"
+
+    def celery_result_backend(self) -> str:
+        return self.result_backend or f"db+{self.sqlalchemy_url()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()
