@@ -1,0 +1,1 @@
+"""One module per source format; `store.ingest.import_path` picks one."""
