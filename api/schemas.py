@@ -1,0 +1,188 @@
+"""Request and response bodies of the REST API (pydantic). Field names are the contract in
+the service README / OpenAPI document; ``extra="forbid"`` makes a misspelt field a 422 naming it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+T = TypeVar("T")
+
+SEED_MAX = 2**31 - 1  # seeds are stored in 32-bit integer columns
+MAX_COHORT_COUNT = 100_000
+MAX_STEPS = 10_000_000
+SampleFormat = Literal["png", "nifti", "dicom", "npz"]
+ArchiveKind = Literal["zip", "tar", "tar.gz"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+# ---------------------------------------------------------------- jobs
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    stage: str | None
+    percent: float
+    eta_s: float | None
+    metrics: dict[str, Any]
+    error: str | None
+    target_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+
+
+# ---------------------------------------------------------------- datasets
+class DatasetPathRequest(Request):
+    """Register a file or folder already on the server (admin only)."""
+
+    path: str = Field(min_length=1, description="A path on the server: a MedMNIST .npz, a folder or an archive.")
+    name: str | None = Field(default=None, max_length=200)
+    format: str = Field(default="auto", max_length=40)
+    modality: str | None = Field(default=None, max_length=20)
+    size: list[int] | None = Field(default=None, description="Resample to (H, W) or (D, H, W).")
+    normalise: str | None = Field(default=None, max_length=200)
+    classes: list[str] | None = Field(default=None, description="Label names in label order.")
+    class_name: str | None = Field(default=None, max_length=200, description="The class of a source without classes.")
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    modality: str
+    spatial_dims: int
+    classes: list[str]
+    counts: dict[str, Any]
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+# ---------------------------------------------------------------- models
+class ModelCreate(Request):
+    dataset_id: str = Field(min_length=1, max_length=40)
+    class_name: str = Field(min_length=1, max_length=200)
+    generator: str = Field(min_length=1, max_length=40)
+    steps: int = Field(gt=0, le=MAX_STEPS)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    mask: bool = False
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelAccepted(BaseModel):
+    model_id: str
+    job_id: str
+    status: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    dataset_id: str
+    class_name: str
+    generator: str
+    steps: int
+    seed: int
+    mask: bool
+    config: dict[str, Any]
+    status: str
+    checkpoint_sha256: str | None
+    job_id: str | None
+    created_at: datetime
+    history: list[Any] | dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- cohorts
+class CohortCreate(Request):
+    """Either ``model_id`` (sample a trained model) or dataset_id + class_name + generator +
+    train_steps (train one first, inside the same job)."""
+
+    model_id: str | None = Field(default=None, max_length=40)
+    dataset_id: str | None = Field(default=None, max_length=40)
+    class_name: str | None = Field(default=None, max_length=200)
+    generator: str | None = Field(default=None, max_length=40)
+    train_steps: int | None = Field(default=None, gt=0, le=MAX_STEPS)
+    config: dict[str, Any] = Field(default_factory=dict, description="Generator config when training.")
+    mask: bool = Field(default=False, description="Train mask-conditioned (when training).")
+    validation: dict[str, Any] | None = Field(default=None, description="Validation config overrides.")
+    count: int = Field(gt=0, le=MAX_COHORT_COUNT)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    format: SampleFormat = "png"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CohortCreate:
+        train_fields = {"dataset_id": self.dataset_id, "class_name": self.class_name,
+                        "generator": self.generator, "train_steps": self.train_steps}
+        if self.model_id is not None:
+            given = [k for k, v in train_fields.items() if v is not None]
+            if given:
+                raise ValueError(f"give model_id or {', '.join(train_fields)}, not both (got {', '.join(given)})")
+        else:
+            missing = [k for k, v in train_fields.items() if v is None]
+            if missing:
+                raise ValueError(f"without model_id these are needed: {', '.join(missing)}")
+        return self
+
+
+class CohortOut(BaseModel):
+    id: str
+    status: str
+    verdict: str | None
+    reasons: list[Any]
+    count: int
+    released: int
+    held: int
+    rejected: int
+    job_id: str | None
+    model_id: str | None
+    dataset_id: str
+    class_name: str
+    generator: str
+    seed: int
+    format: str
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class ReviewOut(BaseModel):
+    id: int
+    decision: str
+    reason: str
+    reviewer_id: int
+    reviewer_name: str
+    created_at: datetime
+
+
+class SampleOut(BaseModel):
+    index: int
+    file: str
+    state: str
+    flags: list[Any]
+    nearest_train: Any = None
+    reviews: list[ReviewOut]
+    thumbnail_url: str | None
+
+
+class ReviewCreate(Request):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(default="", max_length=4000)
+
+
+class Health(BaseModel):
+    status: str
+    database_revision: str | None

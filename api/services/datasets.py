@@ -1,0 +1,178 @@
+"""Datasets: import jobs (upload or server path), and the ``datasets`` table kept in step with
+the dataset store (a version imported with the CLI appears in the API without a re-import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.deps import PageParams
+from api.errors import Forbidden
+from api.schemas import DatasetPathRequest
+from api.services.jobs import ensure_dispatched, find_replay, new_id, request_hash, submit
+from api.services.pagination import paginate
+from api.uploads import ReceivedUpload, check_upload
+from store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
+from synthcohort.errors import InvalidInputError, NotFoundError
+
+
+UPLOAD_FIELDS = ("name", "format", "modality", "size", "normalise", "classes", "class_name", "seed")
+
+
+def record_from_meta(meta: Any, owner_id: int | None = None) -> DatasetRecord:
+    """A ``datasets`` row from a store ``DatasetMeta``."""
+    return DatasetRecord(
+        id=meta.id, name=meta.name, modality=meta.modality, spatial_dims=meta.spatial_dims,
+        classes=list(meta.classes), counts=meta.counts, meta=meta.model_dump(mode="json"), owner_id=owner_id,
+    )
+
+
+def sync_from_store(session: Session) -> None:
+    """Add rows for store versions the table lacks (imported by the CLI, or a worker racing us)."""
+    from store.datasets import DatasetStore
+
+    known = set(session.scalars(select(DatasetRecord.id)))
+    for meta in DatasetStore().list():
+        if meta.id in known:
+            continue
+        session.add(record_from_meta(meta))
+        try:
+            session.commit()
+        except IntegrityError:  # a worker recorded it a moment ago
+            session.rollback()
+
+
+def dataset_for(session: Session, dataset_id: str) -> DatasetRecord:
+    """The dataset row for a request field; 404 naming ``dataset_id`` when unknown."""
+    row = session.get(DatasetRecord, dataset_id)
+    if row is None:
+        sync_from_store(session)
+        row = session.get(DatasetRecord, dataset_id)
+    if row is None:
+        raise NotFoundError(f"no dataset {dataset_id!r}", field="dataset_id")
+    return row
+
+
+def check_class(dataset: DatasetRecord, class_name: str) -> None:
+    if class_name not in dataset.classes:
+        raise InvalidInputError(
+            f"unknown class {class_name!r} in {dataset.id}; known: {', '.join(dataset.classes)}",
+            field="class_name",
+        )
+
+
+def dataset_view(row: DatasetRecord) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "modality": row.modality, "spatial_dims": row.spatial_dims,
+            "classes": row.classes, "counts": row.counts, "meta": row.meta, "created_at": row.created_at}
+
+
+def list_datasets(session: Session, page: PageParams) -> dict[str, Any]:
+    sync_from_store(session)
+    query = select(DatasetRecord).order_by(DatasetRecord.created_at, DatasetRecord.id)
+    return paginate(session, query, page, dataset_view)
+
+
+def get_dataset(session: Session, dataset_id: str) -> dict[str, Any]:
+    return dataset_view(dataset_for(session, dataset_id))
+
+
+# ------------------------------------------------------------------ import jobs
+def _check_options(options: dict[str, Any]) -> None:
+    """Catch bad import options now (422), not minutes later in a failed job."""
+    from imaging.normalisation import parse_normalisation
+    from imaging.resizing import check_size
+    from store.ingest import FORMATS, normalise_modality
+
+    if options["format"] not in FORMATS:
+        raise InvalidInputError(f"unknown format {options['format']!r}; one of {', '.join(FORMATS)}", field="format")
+    normalise_modality(options.get("modality"))
+    if options.get("normalise"):
+        parse_normalisation(options["normalise"])
+    if options.get("size"):
+        check_size(tuple(options["size"]))
+
+
+def upload_options(fields: dict[str, str], filename: str) -> dict[str, Any]:
+    """Validated import options from the multipart form fields."""
+    unknown = sorted(set(fields) - set(UPLOAD_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"unknown form field(s) {', '.join(unknown)}; known: {', '.join(UPLOAD_FIELDS)}",
+                                field=unknown[0])
+    raw: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+    if "size" in raw:
+        from imaging.resizing import parse_size
+
+        raw["size"] = list(parse_size(raw["size"]))
+    if "classes" in raw:
+        raw["classes"] = [c.strip() for c in raw["classes"].split(",")]
+    raw.setdefault("name", _stem(filename))
+    try:
+        body = DatasetPathRequest(path=filename, **raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidInputError(err["msg"], field=".".join(str(p) for p in err["loc"])) from None
+    options = body.model_dump(exclude={"path"})
+    _check_options(options)
+    return options
+
+
+def _stem(filename: str) -> str:
+    from api.uploads import upload_suffix
+
+    return filename[: -len(upload_suffix(filename))] or "upload"
+
+
+def create_upload_import(session: Session, key: ApiKey, upload: ReceivedUpload, idem: str) -> tuple[Job, bool]:
+    """An import job for an uploaded file. The file is vetted first (422/413 leave nothing);
+    a replay of an earlier upload discards the copy that just arrived."""
+    assert upload.path is not None and upload.filename is not None
+    try:
+        options = upload_options(upload.fields, upload.filename)
+        req_hash = request_hash("import", {**options, "file_sha256": upload.sha256})
+        replay = find_replay(session, key, idem, req_hash)
+        if replay is not None:
+            upload.discard()
+            ensure_dispatched(session, replay)
+            return replay, True
+        check_upload(upload)
+    except BaseException:
+        upload.discard()
+        raise
+    request = {**options, "path": str(upload.path), "upload": True, "filename": upload.filename,
+               "file_sha256": upload.sha256}
+    job = Job(id=new_id("job"), kind=JobKind.import_dataset, status=JobStatus.queued, owner_id=key.id,
+              idempotency_key=idem, request_hash=req_hash, request=request)
+    try:
+        job, replayed = submit(session, job)
+    except BaseException:
+        if session.get(Job, job.id) is None:
+            upload.discard()
+        raise
+    if replayed:
+        upload.discard()
+    return job, replayed
+
+
+def create_path_import(session: Session, key: ApiKey, body: DatasetPathRequest, idem: str) -> tuple[Job, bool]:
+    """An import job for a path on the server (admin only: it reads the server's disk)."""
+    if key.role != Role.admin:
+        raise Forbidden("only an admin key may import a server path; upload the file instead", field="path")
+    options = body.model_dump()
+    req_hash = request_hash("import", options)
+    replay = find_replay(session, key, idem, req_hash)
+    if replay is not None:
+        ensure_dispatched(session, replay)
+        return replay, True
+    path = Path(body.path).expanduser()
+    if not path.exists():
+        raise InvalidInputError("does not exist on the server", path=body.path)
+    _check_options(options)
+    request = {**options, "path": str(path.resolve()), "upload": False}
+    job = Job(id=new_id("job"), kind=JobKind.import_dataset, status=JobStatus.queued, owner_id=key.id,
+              idempotency_key=idem, request_hash=req_hash, request=request)
+    return submit(session, job)
