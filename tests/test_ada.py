@@ -1,0 +1,119 @@
+"""ADA (Karras et al. 2020): the augmentation pipeline and the adaptive probability p."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from generators.augment import AdaptiveP, AugmentPipe, bilinear_reflect
+from generators.base import GeneratorSpec, TrainingData
+from generators.registry import get_generator
+
+
+def test_p_zero_is_identity_and_p_one_augments_every_image():
+    x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pipe = AugmentPipe()
+    same = pipe(x, 0.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(same, x, atol=1e-5)
+    changed = pipe(x, 1.0, torch.Generator().manual_seed(1))
+    assert ((changed - x).abs().flatten(1).max(1).values > 1e-3).all()
+    # seeded: the same generator state gives the same augmentation
+    again = pipe(x, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(changed, again)
+
+
+def test_flips_and_quarter_turns_are_exact_pixel_permutations():
+    """Integer transforms must not blur: each output is the input flipped / rotated by k·90°."""
+    x = torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    pipe = AugmentPipe(xint=False, scale=False, rotate=False, brightness=False, contrast=False, cutout=False)
+    y = pipe(x, 1.0, torch.Generator().manual_seed(2))
+    candidates = []
+    for flip in (False, True):
+        base = x.flip(-1) if flip else x
+        candidates += [torch.rot90(base, k, dims=(-2, -1)) for k in range(4)]
+    for i in range(len(x)):
+        err = min(float((y[i] - c[i]).abs().max()) for c in candidates)
+        assert err < 1e-5, (i, err)
+    assert not torch.allclose(y, x)  # with p = 1 most images moved
+
+
+def test_warp_equals_grid_sample_and_is_twice_differentiable():
+    """The gather-based warp matches grid_sample (reflection) and supports R1's double backward."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 20, 24, generator=g)
+    theta = torch.randn(3, 2, 3, generator=g) * 0.5 + torch.eye(2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    ref = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    assert torch.allclose(bilinear_reflect(x, grid), ref, atol=1e-5)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(bilinear_reflect(xr, grid).square().sum(), xr, create_graph=True)
+    grad.square().sum().backward()
+    assert xr.grad is not None and float(xr.grad.abs().sum()) > 0
+
+
+def test_controller_moves_p_at_the_papers_speed_and_clamps():
+    """p changes by batch·interval / (kimg·1000) per adjustment: 0 → 1 in 500k images by default."""
+    ada = AdaptiveP(batch_size=32, interval=4)  # paper defaults: target 0.6, 500 kimg
+    assert ada.target == 0.6 and ada.kimg == 500
+    step = 32 * 4 / 500_000
+    for _ in range(4):
+        ada.observe(torch.ones(32))  # D confident on every real image: r_t = 1
+        ada.update()
+    assert float(ada.p) == pytest.approx(step) and float(ada.r_t) == 1.0
+    for _ in range(8):
+        ada.observe(-torch.ones(32))  # r_t = -1 < 0.6: p goes down and clamps at 0
+        ada.update()
+    assert float(ada.p) == 0.0
+    fast = AdaptiveP(batch_size=32, interval=4, kimg=8.192)  # 128 images per adjustment = 1/64
+    for i in range(64 * 4):
+        fast.observe(torch.ones(4))
+        fast.update()
+        if i == 63 * 4 - 1:
+            assert float(fast.p) == pytest.approx(63 / 64)
+    assert float(fast.p) == 1.0
+    fast.observe(torch.ones(4))
+    for _ in range(4):
+        fast.update()
+    assert float(fast.p) == 1.0  # clamped
+    # state round trip
+    other = AdaptiveP(batch_size=32, interval=4)
+    other.load_state_dict(ada.state_dict())
+    assert float(other.p) == float(ada.p) and other._calls == ada._calls
+
+
+TINY = dict(batch_size=8, z_dim=16, w_dim=16, channel_base=128, channel_max=16, log_every=5, ada_kimg=0.4,
+            style_mixing=0.0)
+
+
+def _frozen_generator_run(images: np.ndarray, steps: int, seed: int = 0):
+    """Train only D (G's learning rate 0): how confident D gets on the training reals decides p."""
+    family = get_generator("stylegan2")
+    model = family(GeneratorSpec(2, 1, tuple(images.shape[-2:]), 1), family.Config(**TINY), seed=seed)
+    for group in model.opt_g.param_groups:
+        group["lr"] = 0.0
+    model.fit(TrainingData(images, np.zeros(len(images), np.int64)), steps)
+    return model
+
+
+def test_p_rises_when_D_overfits_a_tiny_set_and_stays_near_zero_when_it_cannot(shared_data):
+    """32 real BreastMNIST images vs. a frozen generator: D tells them apart, r_t > 0.6, p rises
+    (and is logged). Reals drawn from that same frozen generator (2048 of them): D cannot tell
+    them apart, r_t stays under the target and p stays near 0."""
+    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
+        tiny = torch.from_numpy(z["train_images"][:32, None].astype(np.float32) / 255.0)
+    # 32×32, the network's own size, so that no canvas padding tells reals from fakes
+    tiny = F.interpolate(tiny, size=(32, 32), mode="bilinear", align_corners=False).numpy()
+    overfit = _frozen_generator_run(tiny, 60)
+    p_over = [h["p"] for h in overfit.history]
+
+    with torch.no_grad():  # the frozen generator's own images, unclamped: same distribution as its fakes
+        g = _frozen_generator_run(tiny, 0).G
+        own = ((g(torch.zeros(2048, dtype=torch.long), torch.Generator().manual_seed(5)) + 1) / 2).numpy()
+    matched = _frozen_generator_run(own, 60)
+    p_matched = [h["p"] for h in matched.history]
+
+    assert p_over[-1] >= 0.3, p_over
+    assert max(p_matched) <= 0.1, p_matched
+    assert float(overfit.extra_state()["ada"]["p"]) == pytest.approx(p_over[-1])
