@@ -30,6 +30,7 @@ from synthcohort.progress import EtaClock, Progress, ProgressCallback
 from synthcohort.seeding import derive_seed, torch_generator
 
 CHECKPOINT_FORMAT = 1
+RESIDENT_BYTES = 2 * 1024**3  # CUDA: training images up to this size are kept on the device
 
 
 @dataclass(frozen=True)
@@ -156,17 +157,41 @@ class Generator(ABC):
         else:
             weights = torch.ones(len(labels), dtype=torch.double)
         pin = self.device.type == "cuda"
-        if pin:
-            images = images.pin_memory()
+        # On CUDA a data set that fits (MedMNIST-sized) lives on the device: only the indices
+        # cross, and the gather runs there. A larger one is gathered on the host into pinned
+        # memory (indexing a pinned tensor returns pageable memory, so pin the batch itself).
+        resident = pin and images.numel() * 4 <= RESIDENT_BYTES
+        if resident:
+            images, labels = images.to(self.device), labels.to(self.device)
+            masks = None if masks is None else masks.to(self.device)
+        fmt = self.memory_format
+
+        def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            if resident:
+                return t[idx.to(self.device, non_blocking=True)]
+            t = t[idx]
+            return t.pin_memory().to(self.device, non_blocking=True) if pin else t
 
         def next_batch() -> Batch:
             idx = torch.multinomial(weights, self.config.batch_size, replacement=True,
                                     generator=self._sampler_rng)
-            x = images[idx].to(self.device, non_blocking=pin) * 2.0 - 1.0
-            m = None if masks is None else masks[idx].to(self.device, non_blocking=pin)
-            return Batch(x, labels[idx].to(self.device, non_blocking=pin), m)
+            x = (take(images, idx) * 2.0 - 1.0).contiguous(memory_format=fmt)
+            m = None if masks is None else take(masks, idx).contiguous(memory_format=fmt)
+            return Batch(x, take(labels, idx), m)
 
         return next_batch
+
+    # -- device helpers ------------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA; disabled elsewhere, so CPU results stay exact float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Channels-last on CUDA (faster tensor-core convolutions), contiguous elsewhere."""
+        if self.device.type != "cuda":
+            return torch.contiguous_format
+        return torch.channels_last if self.spec.spatial_dims == 2 else torch.channels_last_3d
 
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -201,6 +226,7 @@ class Generator(ABC):
             "modules": {k: m.state_dict() for k, m in self.state_modules().items()},
             "extra": self.extra_state(),
             "rng": {
+                "device": self.rng.device.type,
                 "train": self.rng.get_state(),
                 "batches": self._sampler_rng.get_state(),
                 "torch": torch.get_rng_state(),
@@ -233,7 +259,11 @@ class Generator(ABC):
         self.step = int(ckpt["step"])
         self.history = list(ckpt.get("history", []))
         rng = ckpt["rng"]
-        self.rng.set_state(rng["train"])
+        # A CPU and a CUDA generator have different state formats: a checkpoint trained on one
+        # device type and loaded on another keeps its weights (sampling is seeded separately)
+        # but cannot continue training bit for bit, so its training stream starts afresh.
+        if rng.get("device", "cpu") == self.rng.device.type:
+            self.rng.set_state(rng["train"])
         self._sampler_rng.set_state(rng["batches"])
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():

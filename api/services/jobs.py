@@ -30,7 +30,7 @@ FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
 def new_id(prefix: str) -> str:
-    """``job-``/``mdl-``/``coh-`` + 24 random hex digits."""
+    """``job-``/``coh-`` + 24 random hex digits (model ids come from ``generators.training``)."""
     return f"{prefix}-{secrets.token_hex(12)}"
 
 

@@ -39,7 +39,9 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     check_generator(body.generator)
     if body.mask and not (dataset.meta or {}).get("has_masks"):
         raise InvalidInputError(f"dataset {dataset.id} has no masks to condition on", field="mask")
-    model_id, job_id = new_id("mdl"), new_id("job")
+    from generators.training import new_model_id  # the one definition of a model id
+
+    model_id, job_id = new_model_id(), new_id("job")
     job = Job(id=job_id, kind=JobKind.train, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,
               request_hash=req_hash, request={**body.model_dump(mode="json"), "model_id": model_id},
               target_id=model_id)

@@ -1,0 +1,250 @@
+"""From a stored dataset version to a trained model under ``models/<mdl-id>/``, and back.
+
+The service's workers call :func:`train_model` and :func:`sample_model`; the CLI calls the
+same functions. A model directory holds ``checkpoint.pt`` (everything needed to resume or
+sample, see :meth:`generators.base.Generator.checkpoint`) and ``model.json`` (a
+:class:`ModelRecord`). Training is class-conditional on every class of the train split, so
+the minority class borrows structure from the others; the record names the target class.
+If ``checkpoint.pt`` already exists, training resumes from it: that is how a job redelivered
+after its worker died continues where the last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from generators.base import Generator, GeneratorSpec, TrainingData
+from generators.registry import get_generator
+from imaging.sample_dir import write_sample_dir
+from store.atomic import atomic_write_text, sha256_file
+from synthcohort import __version__
+from synthcohort.device import select_device
+from synthcohort.errors import InvalidInputError, NotFoundError
+from synthcohort.progress import Progress, ProgressCallback
+from synthcohort.seeding import derive_seed, numpy_rng
+from synthcohort.settings import get_settings
+
+MODEL_ID = re.compile(r"^mdl-[0-9a-f]{12}$")
+SAMPLE_CHUNK = 64  # images per generate call; fixed, so a seed always means the same images
+# config fields that may differ between the first run and a resume without changing the result
+RESUME_FREE_FIELDS = {"checkpoint_every", "log_every"}
+
+
+class ModelRecord(BaseModel):
+    """``model.json``: what was trained, on what, how far, and the checkpoint's checksum."""
+
+    model_id: str
+    dataset_id: str
+    class_name: str  # the target (minority) class; the model knows every class in ``classes``
+    class_index: int
+    classes: list[str]
+    generator: str
+    steps: int  # requested
+    step: int  # reached (less than ``steps`` when stopped)
+    status: Literal["training", "stopped", "complete"]
+    seed: int
+    mask_conditioned: bool
+    config: dict[str, Any]
+    spec: dict[str, Any]
+    spacing: list[float] | None = None
+    checkpoint_sha256: str | None = None
+    code_version: str
+    created_at: str
+    updated_at: str
+    history: dict[str, Any] = {}  # summary: logged points, first and last metrics
+
+
+def new_model_id() -> str:
+    return "mdl-" + uuid.uuid4().hex[:12]
+
+
+def model_dir(model_id: str) -> Path:
+    if not MODEL_ID.match(model_id or ""):
+        raise InvalidInputError(f"{model_id!r} is not a model id (mdl- and 12 hex digits)", field="model_id")
+    return get_settings().models_dir / model_id
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _history_summary(history: list[dict[str, float]]) -> dict[str, Any]:
+    if not history:
+        return {"logged": 0}
+    return {"logged": len(history), "first": history[0], "last": history[-1]}
+
+
+def _make_config(family: type[Generator], config: dict | None, checkpoint_every: int | None):
+    fields = dict(config or {})
+    if checkpoint_every is not None:
+        fields["checkpoint_every"] = int(checkpoint_every)
+    try:
+        return family.Config(**fields)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"invalid {family.name} config ({reasons})", field="config") from None
+
+
+def _write_record(record: ModelRecord) -> None:
+    atomic_write_text(model_dir(record.model_id) / "model.json", record.model_dump_json(indent=2))
+
+
+def read_record(model_id: str) -> ModelRecord:
+    """The ``model.json`` of a model; NotFoundError if there is none."""
+    path = model_dir(model_id) / "model.json"
+    if not path.is_file():
+        raise NotFoundError(f"no model {model_id!r}", field="model_id")
+    return ModelRecord.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int, seed: int = 0,
+                mask: bool = False, config: dict | None = None, model_id: str | None = None,
+                device: str | None = None, progress: ProgressCallback | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                checkpoint_every: int | None = None) -> ModelRecord:
+    """Train (or resume) ``generator`` on the train split of ``dataset_id`` for ``class_name``."""
+    from store.datasets import DatasetStore
+
+    family = get_generator(generator)
+    if int(steps) < 1:
+        raise InvalidInputError(f"must be at least 1, got {steps}", field="steps")
+    ds = DatasetStore().get(dataset_id)
+    meta = ds.meta
+    class_index = ds.class_index(class_name)
+    if mask and not meta.has_masks:
+        raise InvalidInputError(f"dataset {dataset_id} has no masks to condition on", field="mask")
+    cfg = _make_config(family, config, checkpoint_every)
+    train = ds.split("train")
+    if not np.any(train.labels == class_index):
+        raise InvalidInputError(f"the train split of {dataset_id} has no {class_name!r} images", field="class")
+    spec = GeneratorSpec(spatial_dims=meta.spatial_dims, in_channels=meta.channels,
+                         image_size=tuple(int(s) for s in meta.image_size),
+                         num_classes=len(meta.classes), mask_conditioned=bool(mask))
+
+    model_id = model_id or new_model_id()
+    mdir = model_dir(model_id)
+    ckpt = mdir / "checkpoint.pt"
+    dev = select_device(device or get_settings().device)
+    created_at = _now()
+    if ckpt.is_file():  # a redelivered job: continue from the last checkpoint
+        model = Generator.load(ckpt, dev)
+        previous = read_record(model_id) if (mdir / "model.json").is_file() else None
+        _check_resume(model, previous, family, spec, cfg, seed, dataset_id, class_name)
+        model.config.checkpoint_every = cfg.checkpoint_every
+        model.config.log_every = cfg.log_every
+        created_at = previous.created_at if previous else created_at
+    else:
+        if (mdir / "model.json").is_file():
+            prev = read_record(model_id)
+            if prev.dataset_id != dataset_id or prev.generator != family.name:
+                raise InvalidInputError(f"{model_id} already exists for another job", field="model_id")
+        model = family(spec, cfg, device=dev, seed=seed)
+
+    def record(status: str, sha: str | None) -> ModelRecord:
+        return ModelRecord(
+            model_id=model_id, dataset_id=dataset_id, class_name=class_name, class_index=class_index,
+            classes=list(meta.classes), generator=family.name, steps=int(steps), step=model.step,
+            status=status, seed=int(seed), mask_conditioned=bool(mask), config=model.config.model_dump(),
+            spec=asdict(spec), spacing=list(meta.spacing) if meta.spacing else None,
+            checkpoint_sha256=sha, code_version=__version__, created_at=created_at, updated_at=_now(),
+            history=_history_summary(model.history),
+        )
+
+    _write_record(record("training", sha256_file(ckpt) if ckpt.is_file() else None))
+    data = TrainingData(train.images, train.labels, train.masks if mask else None,
+                        class_names=tuple(meta.classes), dataset_id=dataset_id)
+    model.fit(data, int(steps), progress=progress, checkpoint_path=ckpt, should_stop=should_stop)
+    final = record("complete" if model.step >= int(steps) else "stopped", sha256_file(ckpt))
+    _write_record(final)
+    return final
+
+
+def _check_resume(model: Generator, previous: ModelRecord | None, family: type[Generator],
+                  spec: GeneratorSpec, cfg, seed: int, dataset_id: str, class_name: str) -> None:
+    """A checkpoint is only continued by the same job: same family, data, spec, seed, config."""
+    def differs(what: str) -> InvalidInputError:
+        return InvalidInputError(f"its existing checkpoint was trained with another {what}; "
+                                 "use a new model id", field="model_id")
+
+    if model.name != family.name:
+        raise differs("generator")
+    if model.spec != spec:
+        raise differs("dataset shape or mask setting")
+    if model.seed != int(seed):
+        raise differs("seed")
+    mine = {k: v for k, v in model.config.model_dump().items() if k not in RESUME_FREE_FIELDS}
+    theirs = {k: v for k, v in cfg.model_dump().items() if k not in RESUME_FREE_FIELDS}
+    if mine != theirs:
+        raise differs("config")
+    if previous is not None and (previous.dataset_id != dataset_id or previous.class_name != class_name):
+        raise differs("dataset or class")
+
+
+def load_model(model_id: str, device: str | None = None) -> tuple[Generator, ModelRecord]:
+    """The trained generator (on ``device``, default from settings) and its record."""
+    rec = read_record(model_id)
+    ckpt = model_dir(model_id) / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise NotFoundError(f"model {model_id} has no checkpoint yet (status {rec.status})", path=ckpt)
+    if rec.checkpoint_sha256 and sha256_file(ckpt) != rec.checkpoint_sha256:
+        raise InvalidInputError("checksum differs from model.json (corrupt or replaced)", path=ckpt)
+    model = Generator.load(ckpt, select_device(device or get_settings().device))
+    return model, rec
+
+
+def list_models() -> list[ModelRecord]:
+    """Every model with a ``model.json``, oldest first."""
+    root = get_settings().models_dir
+    if not root.is_dir():
+        return []
+    out = [read_record(d.name) for d in root.iterdir() if MODEL_ID.match(d.name) and (d / "model.json").is_file()]
+    return sorted(out, key=lambda r: (r.created_at, r.model_id))
+
+
+def sample_model(model_id: str, n: int, *, seed: int, out_dir: Path, class_name: str | None = None,
+                 device: str | None = None, progress: ProgressCallback | None = None) -> list[dict[str, str]]:
+    """Write ``n`` samples of ``class_name`` (default: the model's target class) as a sample
+    directory; a mask-conditioned model gets masks drawn (seeded) from the real train-split
+    masks of that class. Same seed, device and checkpoint → the same files."""
+    if int(n) < 1:
+        raise InvalidInputError(f"must be at least 1, got {n}", field="n")
+    model, rec = load_model(model_id, device)
+    class_name = class_name or rec.class_name
+    if class_name not in rec.classes:
+        raise InvalidInputError(f"unknown class {class_name!r}; the model knows {', '.join(rec.classes)}",
+                                field="class")
+    ci = rec.classes.index(class_name)
+    masks = _draw_masks(rec, ci, int(n), seed) if rec.mask_conditioned else None
+    images = []
+    for k, start in enumerate(range(0, int(n), SAMPLE_CHUNK)):
+        b = min(SAMPLE_CHUNK, int(n) - start)
+        m = None if masks is None else masks[start:start + b]
+        images.append(model.sample(b, ci, seed=derive_seed(seed, "chunk", k), masks=m, batch_size=SAMPLE_CHUNK))
+        if progress:
+            progress(Progress("sample", start + b, int(n)))
+    return write_sample_dir(Path(out_dir), np.concatenate(images), class_name=class_name, seed=int(seed),
+                            model_id=model_id, masks=masks,
+                            spacing=tuple(rec.spacing) if rec.spacing else None)
+
+
+def _draw_masks(rec: ModelRecord, class_index: int, n: int, seed: int) -> np.ndarray:
+    from store.datasets import DatasetStore
+
+    train = DatasetStore().get(rec.dataset_id).split("train")
+    if train.masks is None:
+        raise InvalidInputError(f"dataset {rec.dataset_id} has no masks", field="mask")
+    pool = train.masks[train.labels == class_index]
+    if len(pool) == 0:
+        raise InvalidInputError(f"no {rec.classes[class_index]!r} masks in the train split", field="class")
+    idx = numpy_rng(derive_seed(seed, "masks", class_index)).integers(0, len(pool), size=n)
+    return pool[idx].astype(np.uint8)
+
