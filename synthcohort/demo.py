@@ -1,0 +1,186 @@
+"""`synthcohort demo`: the whole service on generated phantom images, in a few minutes on a CPU.
+
+It goes through the real service path, as a user's scripts would: start the REST API (uvicorn
+in a thread) and one worker process (embedded broker unless ``SYNTHCOHORT_BROKER_URL`` is set),
+make an API key, upload the phantom data set (:mod:`imaging.phantoms`, as a MedMNIST-style
+``.npz``) through ``POST /v1/datasets``, ask for a cohort of the minority class ``lesion``
+(which trains a small generator first), follow the job's progress, then print the verdict, the
+counts of released and held samples, and where the HTML report and the downloaded archive are.
+The API and the worker are stopped on exit, on errors and on Ctrl-C (which also cancels the job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import secrets
+import time
+from typing import Any
+
+import numpy as np
+
+from synthcohort.errors import SynthcohortError
+from synthcohort.progress import Progress
+from synthcohort.settings import get_settings
+
+DEMO_CLASS = "lesion"
+# Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
+# CPU; other families train with their defaults.
+DEMO_CONFIG = {"wgan-gp": {"batch_size": 32, "g_channels": 16, "d_channels": 16, "max_channels": 64,
+                           "n_critic": 2, "z_dim": 32, "embed_dim": 16}}
+
+
+class DemoError(SynthcohortError):
+    """A step of the demo did not work (the message says which and why)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the whole service on generated phantoms: import, train, "
+                       "generate, validate, download")
+    p.add_argument("--generator", default="wgan-gp", help="generator family (default wgan-gp)")
+    p.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    p.add_argument("--count", type=int, default=64, help="synthetic samples in the cohort (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", action="store_true",
+                   help="keep the API and the worker running after the demo (until Ctrl-C)")
+    p.set_defaults(func=run_demo)
+
+
+def phantom_npz(seed: int = 0) -> bytes:
+    """The 2D phantom data set as a MedMNIST-style .npz (uint8 images, (N, 1) labels)."""
+    from imaging.phantoms import make_phantoms
+
+    arrays: dict[str, np.ndarray] = {}
+    for split, ph in make_phantoms(2, seed=seed).items():
+        arrays[f"{split}_images"] = np.round(ph.images[:, 0] * 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = ph.labels.reshape(-1, 1).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+class JobBar:
+    """A progress callback for :meth:`synthcohort.client.Client.wait`: one tqdm bar with the
+    job's percent, stage and the worker's ETA."""
+
+    def __init__(self, label: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, desc=label, unit="%", dynamic_ncols=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+
+    def __call__(self, p: Progress) -> None:
+        self.bar.n = min(100, max(0, p.step))
+        eta = f", ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
+        loss = {k: v for k, v in p.metrics.items() if k.startswith("loss")}
+        losses = "".join(f", {k} {v:.3g}" for k, v in list(loss.items())[:2])
+        self.bar.set_postfix_str(f"{p.stage}{eta}{losses}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def wait(client: Any, job_id: str, label: str) -> dict[str, Any]:
+    bar = JobBar(label)
+    try:
+        return client.wait(job_id, poll=1.0, progress=bar)
+    finally:
+        bar.close()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from api.app import create_app
+    from api.keys import create_api_key
+    from store.atomic import atomic_write_bytes
+    from store.db import Role, session_factory
+    from store.migrate import upgrade_database
+    from synthcohort.client import Client
+    from workers.celery_app import ensure_configured
+    from workers.process import ApiThread, spawn_worker, stop_worker, wait_worker_ready
+
+    if args.steps < 1 or args.count < 1:
+        raise DemoError("must be at least 1", field="--steps" if args.steps < 1 else "--count")
+    settings = get_settings()
+    root = settings.root
+    out_dir = root / "demo"
+    broker = settings.celery_broker_url()
+    print(f"data root {root}\nbroker    {_safe(broker)}\ndatabase  {_safe(settings.sqlalchemy_url())}", flush=True)
+
+    upgrade_database()
+    ensure_configured()
+    with session_factory()() as s:
+        _, key = create_api_key(s, Role.admin, f"demo-{secrets.token_hex(3)}")
+    npz = out_dir / f"phantoms-2d-seed{args.seed}.npz"
+    atomic_write_bytes(npz, phantom_npz(args.seed))
+
+    worker_log = out_dir / "worker.log"
+    api = ApiThread(create_app()).start()
+    worker = None
+    client = Client(api.url, key, timeout=120.0)
+    job_id: str | None = None
+    try:
+        print(f"API       {api.url}  (admin key {key[:12]}…)", flush=True)
+        worker = spawn_worker(settings.worker_queues, env=None, logfile=worker_log)
+        print(f"worker    pid {worker.pid}, log {worker_log}", flush=True)
+        wait_worker_ready(worker, worker_log)
+
+        print("1/3 upload the phantom data set (2D, 32×32, classes normal and lesion, about 10:1)", flush=True)
+        job_id = client.upload_dataset(npz, name=f"phantom-2d-seed{args.seed}", format="medmnist",
+                                       modality="other", classes=["normal", "lesion"])["job_id"]
+        dataset_id = wait(client, job_id, "import")["target_id"]
+        print(f"    dataset {dataset_id}", flush=True)
+
+        print(f"2/3 train {args.generator} for {args.steps} steps on '{DEMO_CLASS}', generate {args.count}, "
+              "validate", flush=True)
+        cohort = client.request_cohort(dataset_id=dataset_id, class_name=DEMO_CLASS, generator=args.generator,
+                                       train_steps=args.steps, count=args.count, seed=args.seed, format="png",
+                                       config=DEMO_CONFIG.get(args.generator))
+        job_id = cohort["job_id"]
+        wait(client, job_id, "cohort")
+        job_id = None
+        cohort = client.cohort(cohort["id"])
+        report = root / "cohorts" / cohort["id"] / "report" / "report.html"
+        print()
+        print(f"cohort    {cohort['id']}  (model {cohort['model_id']})")
+        print(f"verdict   {cohort['verdict']}")
+        for reason in cohort.get("reasons") or []:
+            print(f"          - {reason}")
+        print(f"samples   {cohort['released']} released, {cohort['held']} held for review, "
+              f"{cohort['rejected']} rejected (of {cohort['count']})")
+        print(f"report    {report}")
+        if cohort["released"]:
+            print("3/3 download the released samples", flush=True)
+            folder = client.download(cohort["id"], out_dir, format="png", archive="zip")
+            print(f"download  {folder}  ({cohort['released']} samples, SHA256SUMS checked)")
+        else:
+            print("download  nothing: no sample is released "
+                  + ("(the cohort failed validation)" if cohort["verdict"] == "failed" else "until a reviewer approves"))
+        if args.keep:
+            print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Ctrl-C stops them.", flush=True)
+            while worker.poll() is None:
+                time.sleep(1.0)
+        return 0
+    except KeyboardInterrupt:
+        if job_id is not None:
+            try:
+                client.cancel(job_id)
+                print(f"\ncancelled job {job_id}")
+            except SynthcohortError:
+                pass
+        raise
+    finally:
+        client.close()
+        if worker is not None:
+            stop_worker(worker)
+        api.stop()
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL (redis://)
+        return url.split("@")[-1]

@@ -1,0 +1,50 @@
+"""`synthcohort demo` end to end, as a user runs it (own process, embedded broker, SQLite), with
+its smallest settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_end_to_end(synthcohort_home: Path):
+    env = {**os.environ, "SYNTHCOHORT_HOME": str(synthcohort_home), "SYNTHCOHORT_DEVICE": "cpu"}
+    for var in ("SYNTHCOHORT_DATABASE_URL", "SYNTHCOHORT_BROKER_URL", "SYNTHCOHORT_RESULT_BACKEND"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synthcohort", "demo", "--steps", "2", "--count", "16", "--seed", "3"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=500,
+    )
+    out = proc.stdout
+    log = synthcohort_home / "demo" / "worker.log"
+    assert proc.returncode == 0, f"{out}\n{proc.stderr[-3000:]}\n{log.read_text()[-4000:] if log.exists() else ''}"
+
+    assert f"broker    sqla+sqlite:///{synthcohort_home.resolve()}/broker.db" in out
+    cohort_id = re.search(r"^cohort\s+(coh-\w+)", out, re.M).group(1)
+    verdict = re.search(r"^verdict\s+(\w+)", out, re.M).group(1)
+    assert verdict in ("passed", "failed", "needs_review")
+    released, held, rejected, count = map(int, re.search(
+        r"^samples\s+(\d+) released, (\d+) held for review, (\d+) rejected \(of (\d+)\)", out, re.M).groups())
+    assert count == 16 and released + held + rejected == 16
+    if verdict == "failed":
+        assert released == 0
+    report = Path(re.search(r"^report\s+(\S+)", out, re.M).group(1))
+    assert report == synthcohort_home.resolve() / "cohorts" / cohort_id / "report" / "report.html"
+    assert report.is_file() and "<html" in report.read_text()[:2000].lower()
+    if released:
+        folder = Path(re.search(r"^download\s+(\S+)", out, re.M).group(1))
+        assert (folder / "SHA256SUMS").is_file() and (folder / "manifest.csv").is_file()
+        assert len((folder / "manifest.csv").read_text().strip().splitlines()) == released + 1
+    # progress was shown (tqdm on stderr) and the processes are gone
+    assert "cohort:" in proc.stderr and "%" in proc.stderr
+    worker_pid = int(re.search(r"^worker\s+pid (\d+)", out, re.M).group(1))
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)

@@ -1,0 +1,62 @@
+"""Sending jobs to the workers: the API calls :func:`enqueue_job` after committing a ``Job``."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import chain
+
+from store.db import Job, JobStatus, session_factory
+from synthcohort.errors import NotFoundError
+from synthcohort.settings import get_settings
+from workers.celery_app import ensure_configured, is_embedded_broker
+from workers.lease import STALE_S, heartbeat_age_s
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_job(job_id: str) -> str:
+    """Send the task chain for the job's kind (import | train | sample → validate, with a
+    train stage first when a cohort names no model); returns the Celery id of its last task.
+
+    Stages already done are skipped by the tasks themselves, so sending a job again (after a
+    crash) is safe."""
+    from workers.tasks import STAGE_TASKS, job_plan
+
+    ensure_configured()
+    factory = session_factory()
+    with factory() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} not found", field="job_id")
+        plan = job_plan(job)
+    signatures = [STAGE_TASKS[stage].si(job_id) for stage in plan]
+    result = (chain(*signatures) if len(signatures) > 1 else signatures[0]).apply_async()
+    with factory() as s:
+        job = s.get(Job, job_id)
+        job.celery_task_id = result.id
+        s.commit()
+    log.info("job %s: sent %s as %s", job_id, " → ".join(plan), result.id)
+    return result.id
+
+
+def recover_orphaned_jobs() -> list[str]:
+    """Re-send jobs a dead worker left ``running`` (embedded broker only).
+
+    The embedded SQLAlchemy broker drops a message whose worker was killed (it marks it
+    invisible on delivery and only restores it on a clean shutdown), so at worker start the
+    DB's ``running`` jobs are sent again. A job whose holder is still alive is not harmed: the
+    copy finds it claimed and waits (:mod:`workers.lease`). With Redis the broker itself
+    redelivers after its visibility timeout and this does nothing.
+    """
+    if not is_embedded_broker(get_settings().celery_broker_url()):
+        return []
+    with session_factory()() as s:
+        jobs = s.query(Job).filter(Job.status == JobStatus.running).all()
+        orphans = [j.id for j in jobs]
+        stale = {j.id: heartbeat_age_s(j) >= STALE_S for j in jobs}
+    for job_id in orphans:
+        log.warning("job %s: left running by a stopped worker (heartbeat stale: %s); sending it again",
+                    job_id, stale[job_id])
+        enqueue_job(job_id)
+    return orphans
