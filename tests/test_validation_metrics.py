@@ -1,0 +1,221 @@
+"""Validation statistics against reference implementations and the published formulas."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from synthcohort.errors import InvalidInputError
+from validation.collapse import bins_test, normalised_entropy, prdc
+from validation.config import ValidationConfig
+from validation.copies import authenticity_mask, screen_copies
+from validation.dice import dice_scores
+from validation.flags import broken_flags, outlier_flags
+from validation.frechet import fd, feature_stats, frechet_distance, relative_similarity
+from validation.kid import kid, mmd2_unbiased
+from validation.neighbours import ball_counts, knn, knn_radii, max_correlation
+from validation.verdict import FAILED, NEEDS_REVIEW, PASSED, decide, gate, info
+
+
+def gaussian(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(shift, scale, size=(n, d))
+
+
+def test_fd_of_a_set_with_itself_is_zero_and_grows_with_shift():
+    x = gaussian(400, 16, 0)
+    assert fd(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert fd(x, x + 0.5) == pytest.approx(16 * 0.25, rel=1e-6)  # mean shift only: ||Δμ||²
+    assert fd(x, gaussian(400, 16, 1, shift=1.0)) > fd(x, gaussian(400, 16, 2))
+
+
+def test_fd_equals_torchmetrics_compute_fid():
+    from torchmetrics.image.fid import _compute_fid
+
+    x, y = gaussian(300, 24, 3), gaussian(250, 24, 4, shift=0.3, scale=1.3)
+    (m1, s1), (m2, s2) = feature_stats(x), feature_stats(y)
+    ours = frechet_distance(m1, s1, m2, s2)
+    ref = float(_compute_fid(*(torch.from_numpy(a) for a in (m1, s1, m2, s2))))
+    assert ours == pytest.approx(ref, abs=1e-3)
+    assert ours > 1.0  # a real difference, not two zeros
+
+
+def test_fd_equals_torchmetrics_fid_module_with_custom_feature_extractor():
+    """torchmetrics' FrechetInceptionDistance with our features as its 'feature' network."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class Features(torch.nn.Module):  # the "images" are the feature vectors themselves
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(len(x), -1)[:, :12].double()
+
+    x, y = gaussian(200, 12, 5), gaussian(180, 12, 6, shift=0.5)
+    metric = FrechetInceptionDistance(feature=Features(), normalize=True)
+    metric.num_features = 12 if hasattr(metric, "num_features") else None
+    try:
+        metric.update(torch.from_numpy(x).float(), real=True)
+        metric.update(torch.from_numpy(y).float(), real=False)
+        ref = float(metric.compute())
+    except Exception as exc:  # pragma: no cover - torchmetrics API drift
+        pytest.skip(f"torchmetrics FID module does not accept a custom extractor here: {exc}")
+    assert fd(x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)) == pytest.approx(ref, abs=1e-3)
+
+
+def test_relative_similarity_separates_real_from_shifted():
+    real, hold = gaussian(600, 8, 7), gaussian(300, 8, 8)
+    same = relative_similarity(real, gaussian(600, 8, 9), hold, seed=0, bootstrap=50)
+    shifted = relative_similarity(real, gaussian(600, 8, 10, shift=0.5), hold, seed=0, bootstrap=50)
+    assert same.s_fid >= 0.9 and shifted.s_fid < 0.5
+    assert same.ci[0] <= same.s_fid <= same.ci[1]
+    few = relative_similarity(real[:20], gaussian(20, 8, 11), hold[:12], seed=0, bootstrap=0)
+    assert any("below 2×feature dim" in w for w in few.warnings)
+
+
+def test_kid_matches_torchmetrics_poly_mmd_and_is_unbiased():
+    from torchmetrics.image.kid import poly_mmd
+
+    x, y = gaussian(100, 10, 12), gaussian(100, 10, 13, shift=0.4)  # torchmetrics assumes equal sizes
+    ref = float(poly_mmd(torch.from_numpy(x), torch.from_numpy(y), degree=3, gamma=None, coef=1.0))
+    assert mmd2_unbiased(x, y) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    # naive double loop of Bińkowski et al.'s estimator
+    k = lambda a, b: (a @ b / x.shape[1] + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    naive = (sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+             + sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+             - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n))
+    assert mmd2_unbiased(x, y) == pytest.approx(naive, rel=1e-9)
+    y = y[:70]  # unequal sizes: our estimator keeps the right normalisers
+    naive = (sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+             + sum(k(y[i], y[j]) for i in range(70) for j in range(70) if i != j) / (70 * 69)
+             - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(70)) / (m * 70))
+    assert mmd2_unbiased(x, y) == pytest.approx(naive, rel=1e-9)
+    same = kid(gaussian(300, 10, 14), gaussian(300, 10, 15), seed=0, subsets=20, subset_size=100)
+    assert same.ci[0] <= 0.0 <= same.ci[1]  # unbiased: straddles zero for equal distributions
+    assert kid(x, y, seed=0, subsets=20, subset_size=50).value > same.ci[1]
+
+
+def naive_prdc(real: np.ndarray, fake: np.ndarray, pr_k: int, dc_k: int) -> dict[str, float]:
+    """Direct transcription of Kynkäänniemi et al. 2019 and Naeem et al. 2020."""
+    d_rr, d_ff, d_rf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    def radius(d, k):
+        return np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+    r_pr, f_pr, r_dc = radius(d_rr, pr_k), radius(d_ff, pr_k), radius(d_rr, dc_k)
+    n, m = len(real), len(fake)
+    precision = np.mean([any(d_rf[i, j] < r_pr[i] for i in range(n)) for j in range(m)])
+    recall = np.mean([any(d_rf[i, j] < f_pr[j] for j in range(m)) for i in range(n)])
+    density = sum(d_rf[i, j] < r_dc[i] for i in range(n) for j in range(m)) / (dc_k * m)
+    coverage = np.mean([any(d_rf[i, j] < r_dc[i] for j in range(m)) for i in range(n)])
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.7])
+def test_prdc_matches_naive_published_formulas(shift):
+    real, fake = gaussian(150, 6, 20), gaussian(120, 6, 21, shift=shift, scale=0.8)
+    ours = prdc(real, fake, pr_k=3, dc_k=5, chunk_bytes=8 * 150 * 7)  # a few rows per chunk
+    ref = naive_prdc(real, fake, 3, 5)
+    for name, value in ref.items():
+        assert getattr(ours, name) == pytest.approx(value, abs=1e-12), name
+    if shift:
+        assert ours.precision < 1.0 and ours.coverage < naive_prdc(real, gaussian(120, 6, 22), 3, 5)["coverage"]
+
+
+def test_chunked_neighbours_equal_brute_force():
+    q, r = gaussian(57, 5, 30), gaussian(81, 5, 31)
+    d_full = cdist(q, r)
+    for chunk in (8 * 81, 8 * 81 * 10, 1 << 30):  # one row, ten rows, everything
+        d, i = knn(q, r, 3, chunk_bytes=chunk)
+        np.testing.assert_allclose(d, np.sort(d_full, 1)[:, :3], atol=1e-10)
+        np.testing.assert_array_equal(i[:, 0], d_full.argmin(1))
+        radii = np.sort(cdist(r, r), 1)[:, 2]
+        np.testing.assert_allclose(knn_radii(r, 2, chunk_bytes=chunk), radii, atol=1e-10)
+        np.testing.assert_array_equal(ball_counts(q, r, radii, chunk_bytes=chunk), (d_full < radii[None]).sum(1))
+    img_q, img_r = np.random.default_rng(0).random((9, 1, 6, 6)), np.random.default_rng(1).random((14, 1, 6, 6))
+    corr, idx = max_correlation(img_q, img_r, chunk_bytes=8 * 14)
+    full = np.corrcoef(img_q.reshape(9, -1), img_r.reshape(14, -1))[:9, 9:]
+    np.testing.assert_allclose(corr, full.max(1), atol=1e-10)
+    np.testing.assert_array_equal(idx, full.argmax(1))
+
+
+def test_authenticity_is_indexed_by_the_real_neighbour():
+    """Alaa et al. 2022: compare d(y, x*) with x*'s own real-to-real distance."""
+    train = np.array([[5.0], [5.05], [0.0], [1.0]])
+    syn = np.array([[0.6], [-1.5]])
+    authentic, idx, dist = authenticity_mask(syn, train)
+    assert idx.tolist() == [3, 2]
+    # y0: nearest real x3 at 0.4 < x3's nearest real (x2) at 1.0 → not authentic.
+    # Indexing by the synthetic sample (row 0 → x0's 0.05) would call it authentic.
+    assert authentic.tolist() == [False, True]
+    np.testing.assert_allclose(dist, [0.4, 1.5])
+
+
+def test_planted_copies_are_flagged_in_feature_and_pixel_space():
+    rng = np.random.default_rng(0)
+    train_px, hold_px = rng.random((300, 1, 8, 8)), rng.random((200, 1, 8, 8))
+    syn_px = np.concatenate([rng.random((100, 1, 8, 8)), train_px[[3, 17]]])
+    feats = lambda a: a.reshape(len(a), -1)[:, :16]  # noqa: E731
+    s = screen_copies(feats(syn_px), feats(train_px), feats(hold_px), syn_px, train_px, hold_px, quantile=0.01)
+    assert s.near_copy[100:].all()
+    # fresh samples are exchangeable with the hold-out: each crosses one of the two 1% cut-offs
+    # with probability about 2%, so a handful at most
+    assert s.near_copy[:100].sum() <= 8
+    assert s.pixel_index[100:].tolist() == [3, 17] and np.allclose(s.pixel_correlation[100:], 1.0)
+    assert s.nearest_index[100:].tolist() == [3, 17] and np.allclose(s.feature_distance[100:], 0.0)
+    assert not s.authentic[100:].any()
+
+
+def test_bins_entropy_detects_collapse():
+    real = np.concatenate([gaussian(100, 4, 40, shift=c) for c in (-6, 0, 6)])
+    good = bins_test(real, np.concatenate([gaussian(100, 4, 41, shift=c) for c in (-6, 0, 6)]), seed=0, max_bins=10)
+    collapsed = bins_test(real, np.repeat(real[:1], 300, 0), seed=0, max_bins=10)
+    assert good.k == 10 and good.entropy_ratio > 0.9 and good.different_bins == 0
+    assert collapsed.entropy_synthetic == 0.0 and collapsed.entropy_ratio < 0.1 and collapsed.different_bins >= 2
+    assert normalised_entropy(np.array([5, 5, 5, 5])) == pytest.approx(1.0)
+
+
+def test_broken_and_outlier_flags():
+    rng = np.random.default_rng(1)
+    real = rng.random((20, 1, 8, 8)).astype(np.float32)
+    nan = real[0].copy()
+    nan[0, 0, 0] = np.nan
+    sat = (rng.random((1, 8, 8)) > 0.5).astype(np.float32)
+    imgs = np.stack([real[1], nan, np.full((1, 8, 8), 0.3, np.float32), sat])
+    kinds = [[f.kind for f in fl] for fl in broken_flags(imgs, real)]
+    assert kinds == [[], ["broken"], ["broken"], ["broken"]]
+    feats = gaussian(200, 3, 50)
+    flags, radius = outlier_flags(np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0]]), feats, k=5)
+    assert flags[0] == [] and flags[1][0].kind == "outlier" and flags[1][0].score > 1.0 and radius > 0
+
+
+def test_dice_scores():
+    a = np.zeros((3, 1, 4, 4, 4), np.uint8)
+    b = a.copy()
+    a[0, 0, :2] = 1
+    b[0, 0, :1] = 1  # half of a
+    a[1, 0, 0, 0, 0] = 1  # a vs empty
+    np.testing.assert_allclose(dice_scores(a, b), [2 * 16 / (32 + 16), 0.0, 1.0])
+
+
+def test_verdict_rules():
+    ok = {"s_fid": gate(0.95, 0.9), "kid": info(0.01)}
+    assert decide(ok, [{"index": 0, "flags": []}])[0] == PASSED
+    assert decide(ok, [{"index": 0, "flags": [{"kind": "near_copy", "reason": "r", "score": 1.0}]}])[0] == NEEDS_REVIEW
+    verdict, reasons = decide({**ok, "entropy_ratio": gate(0.5, 0.9)}, [{"index": 0, "flags": []}])
+    assert verdict == FAILED and "entropy_ratio" in reasons[0]
+
+
+def test_config_errors_name_the_file_and_field(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"similarity_threshold": 0.8, "utility_seeds": 2}))
+    cfg = ValidationConfig.from_json_file(good)
+    assert cfg.similarity_threshold == 0.8 and cfg.utility_seeds == 2 and cfg.dice_ratio_threshold == 0.9
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"similarity_treshold": 0.8}))
+    with pytest.raises(InvalidInputError, match="similarity_treshold") as exc:
+        ValidationConfig.from_json_file(bad)
+    assert exc.value.path == str(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(InvalidInputError, match="not valid JSON"):
+        ValidationConfig.from_json_file(broken)

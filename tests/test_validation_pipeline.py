@@ -1,0 +1,165 @@
+"""The validation stage end to end on real MedMNIST data (arrays, store, CLI)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from validation.config import ValidationConfig
+from validation.encoder import domain_encoder
+from validation.pipeline import RealSplit, validate_arrays
+from validation.verdict import FAILED, NEEDS_REVIEW
+
+pytestmark = pytest.mark.shared_data
+
+FAST = dict(bootstrap=50, kid_subsets=10, encoder_epochs=2, utility=False, tsne=False)
+
+
+@pytest.fixture(scope="module")
+def pneumonia(shared_data, tmp_path_factory):
+    """PneumoniaMNIST; the minority class 'normal' (0) of train+val split in two halves: one half
+    stays real training data, the other plays the synthetic cohort (real vs real)."""
+    d = np.load(shared_data / "medmnist" / "pneumoniamnist.npz")
+    imgs = lambda k: d[f"{k}_images"][:, None].astype(np.float32) / 255.0  # noqa: E731
+    labs = lambda k: d[f"{k}_labels"].reshape(-1).astype(np.int64)  # noqa: E731
+    x, y = np.concatenate([imgs("train"), imgs("val")]), np.concatenate([labs("train"), labs("val")])
+    rng = np.random.default_rng(0)
+    minority = rng.permutation(np.flatnonzero(y == 0))
+    half = len(minority) // 2
+    majority = rng.permutation(np.flatnonzero(y == 1))[:1000]  # keeps the test's budget small
+    train_idx = np.sort(np.concatenate([minority[:half], majority]))
+    train = RealSplit(x[train_idx], y[train_idx], sample_ids=[f"pn-{i}" for i in train_idx])
+    synthetic = x[minority[half:]]
+    val, test = RealSplit(imgs("val"), labs("val")), RealSplit(imgs("test"), labs("test"))
+    enc = domain_encoder(train.images, train.labels, seed=0, epochs=FAST["encoder_epochs"],
+                         cache_dir=tmp_path_factory.mktemp("encoders"))
+    return {"train": train, "val": val, "test": test, "synthetic": synthetic, "encoder": enc}
+
+
+def run(p, synthetic, out_dir=None, **cfg):
+    config = ValidationConfig(**{**FAST, **cfg})
+    return validate_arrays(p["train"], p["val"], p["test"], synthetic, class_index=0,
+                           class_names=["normal", "pneumonia"], out_dir=out_dir, config=config,
+                           encoder=p["encoder"], provenance={"dataset_id": "pneumoniamnist-test"})
+
+
+def test_real_vs_real_split_passes_the_2d_gates(pneumonia, tmp_path):
+    seen = []
+    report = validate_arrays(
+        pneumonia["train"], pneumonia["val"], pneumonia["test"], pneumonia["synthetic"], class_index=0,
+        class_names=["normal", "pneumonia"], out_dir=tmp_path / "report",
+        config=ValidationConfig(**{**FAST, "tsne": True, "tsne_max_points": 300}),
+        encoder=pneumonia["encoder"], provenance={"dataset_id": "pneumoniamnist-test", "model_id": "none"},
+        progress=seen.append,
+    )
+    m = report.metrics
+    for name in ("s_fid", "coverage_ratio", "entropy_ratio"):
+        assert m[name].passed is True, (name, m[name])
+    assert m["s_fid"].ci[0] < m["s_fid"].value < m["s_fid"].ci[1]
+    assert report.verdict != FAILED
+    # real images do not count as copies beyond the screening's false-positive rate (≈ 2 × 1%)
+    assert m["flagged_near_copy"].value <= 0.05 * len(pneumonia["synthetic"])
+    assert seen[-1].step == seen[-1].total and [p.step for p in seen] == sorted(p.step for p in seen)
+
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert set(data) >= {"verdict", "reasons", "metrics", "samples", "extractors", "provenance", "warnings"}
+    assert data["verdict"] == report.verdict and data["reasons"]
+    assert data["metrics"]["s_fid"]["threshold"] == 0.9 and data["metrics"]["s_fid"]["passed"] is True
+    assert len(data["samples"]) == len(pneumonia["synthetic"])
+    s0 = data["samples"][0]
+    assert set(s0) == {"index", "file", "flags", "nearest_train"}
+    assert s0["nearest_train"]["sample_id"].startswith("pn-")
+    ext = data["extractors"][0]
+    assert ext["name"].startswith("domain-encoder-2d") and re.fullmatch(r"[0-9a-f]{64}", ext["sha256"])
+    assert ext["sha256"] == pneumonia["encoder"].sha256
+    assert any("standard FID not computed" in w for w in data["warnings"])  # no Inception weights here
+    assert data["provenance"]["dataset_id"] == "pneumoniamnist-test" and data["provenance"]["seeds"]["validation"] == 0
+
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert report.verdict in html and "s_fid" in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 3  # t-SNE + two sample grids, all inlined
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert not re.search(r'(src|href)="(?!data:)', html)  # self-contained
+    assert (tmp_path / "report" / "tsne.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_one_repeated_image_fails_on_mode_collapse(pneumonia):
+    one = np.repeat(pneumonia["val"].images[pneumonia["val"].labels == 0][:1], 300, axis=0)
+    report = run(pneumonia, one)
+    assert report.verdict == FAILED
+    assert report.metrics["entropy_ratio"].passed is False and report.metrics["entropy_ratio"].value < 0.1
+    assert report.metrics["coverage_ratio"].passed is False
+    assert any("entropy_ratio" in r for r in report.reasons)
+
+
+def test_planted_training_copies_are_flagged_near_copy(pneumonia, tmp_path):
+    train = pneumonia["train"]
+    planted = np.flatnonzero(train.labels == 0)[[0, 5, 10, 15, 20]]
+    cohort = np.concatenate([pneumonia["synthetic"][:200], train.images[planted]])
+    report = run(pneumonia, cohort, out_dir=tmp_path / "r", gallery_max=10)
+    flagged = {s["index"]: s for s in report.samples if any(f["kind"] == "near_copy" for f in s["flags"])}
+    for k, i in enumerate(planted):
+        s = flagged[200 + k]
+        assert s["nearest_train"]["sample_id"] == train.sample_ids[i]
+        assert s["nearest_train"]["pixel_correlation"] == pytest.approx(1.0)
+        assert s["nearest_train"]["feature_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert len(flagged) - 5 <= 0.05 * 200  # the real (unplanted) images: only false positives
+    assert report.verdict in (NEEDS_REVIEW, FAILED)
+    assert set(range(200, 205)) <= set(report.flagged)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.count('class="card"') == min(10, len(report.flagged)) and "near_copy" in html
+
+
+def test_broken_samples_are_flagged(pneumonia):
+    cohort = pneumonia["synthetic"][:150].copy()
+    cohort[3] = np.nan
+    cohort[7] = 0.5
+    report = run(pneumonia, cohort)
+    kinds = {s["index"]: {f["kind"] for f in s["flags"]} for s in report.samples}
+    assert "broken" in kinds[3] and "broken" in kinds[7]
+    assert sum("broken" in k for k in kinds.values()) == 2
+    assert json.loads(report.dumps())["samples"][3]["flags"]  # NaN inputs still give valid JSON
+
+
+def test_same_seed_same_report(pneumonia):
+    a = run(pneumonia, pneumonia["synthetic"][:120])
+    b = run(pneumonia, pneumonia["synthetic"][:120])
+    c = run(pneumonia, pneumonia["synthetic"][:120], seed=1)
+    def strip(r):  # provenance holds the time of creation, details the stage timings
+        j = r.to_json()
+        j["details"].pop("timings_s")
+        return {k: v for k, v in j.items() if k != "provenance"}
+
+    assert strip(a) == strip(b)
+    assert a.metrics["s_fid"].ci != c.metrics["s_fid"].ci
+
+
+def test_utility_arms_on_real_breastmnist(shared_data):
+    """Every arm trains the same classifier and is scored on the real test split with CIs; the
+    'synthetic' arm here gets real val images, so it must not do worse than random oversampling
+    by more than the noise of the test set."""
+    from validation.utility import ARMS, build_arm, utility_experiment
+
+    d = np.load(shared_data / "medmnist" / "breastmnist.npz")
+    split = lambda k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"].reshape(-1).astype(np.int64))  # noqa: E731
+    (x, y), val, test = split("train"), split("val"), split("test")
+    extra = val[0][val[1] == 0]
+    res = utility_experiment((x, y), val, test, extra, minority=0, num_classes=2, seed=0, epochs=2, bootstrap=30)
+    assert set(res) == set(ARMS)
+    for arm in res.values():
+        for name in ("minority_recall", "balanced_accuracy", "auroc"):
+            v, ci = arm.values[name], arm.ci[name]
+            assert 0.0 <= v <= 1.0 and ci[0] <= v <= ci[1], (arm.name, name)
+        assert arm.n_added == (0 if arm.name in ("none", "weighted_loss") else len(extra))
+    assert res["none"].values["auroc"] > 0.6  # the classifier learnt something from real data
+    # the arms really differ in their training sets
+    xs, ys = build_arm("smote", x, y, extra, 0, len(extra), 0)
+    assert len(xs) == len(x) + len(extra) and (ys[len(x):] == 0).all()
+    assert not any(np.array_equal(xs[len(x)], x[i]) for i in np.flatnonzero(y == 0))  # interpolated, not copied
+    xa, _ = build_arm("augmentation", x, y, extra, 0, len(extra), 0)
+    assert xa.shape == xs.shape and 0.0 <= xa.min() and xa.max() <= 1.0

@@ -1,0 +1,90 @@
+"""Thresholds and budgets of the validation stage, in one pydantic model.
+
+The defaults are the service's standard (≥ 0.90 relative FID similarity, ≥ 0.90 Dice ratio,
+coverage ≥ 0.9 × real-vs-real, entropy ratio ≥ 0.90); a request may override any of them,
+and the report records the values it was judged with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthcohort.errors import InvalidInputError
+
+
+class ValidationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="Root seed; every stochastic step derives from it.")
+    # --- gates -------------------------------------------------------------------------------
+    similarity_threshold: float = Field(default=0.90, gt=0, description="S_FID pass mark.")
+    dice_ratio_threshold: float = Field(default=0.90, gt=0, description="DSC_syn / DSC_real pass mark.")
+    coverage_ratio_threshold: float = Field(
+        default=0.90, gt=0, description="coverage(syn) ≥ this × coverage(real vs real)."
+    )
+    entropy_ratio_threshold: float = Field(default=0.90, gt=0, description="H_syn / H_real pass mark.")
+    require_utility_gain: bool = Field(
+        default=False, description="Fail when synthesis does not beat no augmentation on minority recall."
+    )
+    # --- statistics ----------------------------------------------------------------------------
+    bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for the CIs.")
+    kid_subsets: int = Field(default=50, ge=1)
+    kid_subset_size: int = Field(default=1000, ge=2)
+    max_bins: int = Field(default=20, ge=2, description="K of the k-means bins test: min(max_bins, N/10).")
+    bins_alpha: float = Field(default=0.05, gt=0, lt=1, description="Family-wise α (Bonferroni over bins).")
+    pr_k: int = Field(default=3, ge=1, description="k of precision/recall (Kynkäänniemi et al. 2019).")
+    dc_k: int = Field(default=5, ge=1, description="k of density/coverage (Naeem et al. 2020).")
+    # --- flags ---------------------------------------------------------------------------------
+    copy_quantile: float = Field(
+        default=0.01, gt=0, lt=0.5,
+        description="near_copy: closer to a training image than this quantile of hold-out→train distances.",
+    )
+    outlier_quantile: float = Field(
+        default=1.0, gt=0.5, le=1.0,
+        description="outlier: nearest real farther than this quantile of the real k-NN radii (1.0 = the largest).",
+    )
+    outlier_k: int = Field(default=5, ge=1)
+    saturated_fraction: float = Field(default=0.95, gt=0, le=1.0)
+    # --- extractors and budgets ----------------------------------------------------------------
+    feature_dim: int = Field(default=32, ge=2, description="Width of the domain encoder's features.")
+    encoder_epochs: int = Field(default=8, ge=1)
+    encoder_batch_size: int = Field(default=64, ge=2)
+    use_inception: bool = Field(default=True, description="Standard FID when local weights exist.")
+    segmenter_epochs: int = Field(default=40, ge=1)
+    segmenter_batch_size: int = Field(default=8, ge=1)
+    utility: bool = Field(default=True, description="Run the downstream-utility experiment.")
+    utility_epochs: int = Field(default=6, ge=1)
+    utility_seeds: int = Field(default=1, ge=1)
+    utility_batch_size: int = Field(default=64, ge=2)
+    tsne: bool = Field(default=True)
+    tsne_max_points: int = Field(default=1000, ge=10)
+    nn_chunk_bytes: int = Field(
+        default=64 * 1024**2, ge=1024, description="Largest distance block held in memory at once."
+    )
+    gallery_max: int = Field(default=48, ge=0, description="Flagged samples shown in report.html.")
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> ValidationConfig:
+        """Read a JSON config; a wrong field or value names the file and the field."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise InvalidInputError("config file not found", path=path) from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path=path) from exc
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str | Path | None = None) -> ValidationConfig:
+        if not isinstance(data, dict):
+            raise InvalidInputError("config must be a JSON object", path=source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "config"
+            raise InvalidInputError(f"{field}: {err['msg']}", path=source, field=None if source else field) from exc

@@ -1,0 +1,166 @@
+"""report.json for machines and one self-contained report.html (pictures inlined as base64 PNG)
+for people; every file written atomically."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from imaging.writers import to_uint8
+from store.atomic import atomic_write_bytes, atomic_write_text
+from synthcohort.seeding import numpy_rng
+from validation.copies import CopyScreen
+from validation.verdict import ValidationReport
+
+TEMPLATE = Path(__file__).with_name("templates") / "report.html"
+
+
+def preview(image: np.ndarray) -> np.ndarray:
+    """A 2D view (H, W) or (H, W, 3) of a (C, *spatial) image: the middle slice of a volume."""
+    x = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    if x.ndim == 4:  # (C, D, H, W)
+        x = x[:, x.shape[1] // 2]
+    return x[0] if x.shape[0] == 1 else np.moveaxis(x[:3], 0, -1)
+
+
+def png_bytes(arr: np.ndarray, scale: int = 1) -> bytes:
+    from PIL import Image
+
+    a = to_uint8(arr)
+    if scale > 1:
+        a = np.kron(a, np.ones((scale, scale) + (1,) * (a.ndim - 2), dtype=np.uint8))
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile previews into one array (white padding)."""
+    tiles = [preview(x) for x in images]
+    h, w = tiles[0].shape[:2]
+    rows = (len(tiles) + cols - 1) // cols
+    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, *tiles[0].shape[2:]), np.float32)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = t
+    return out
+
+
+def _scale_for(h: int) -> int:
+    return max(1, 96 // max(h, 1))
+
+
+def _img_tag(data: bytes, alt: str, width: int | None = None) -> str:
+    w = f' width="{width}"' if width else ""
+    return f'<img class="pix" alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def write_report(
+    report: ValidationReport,
+    out_dir: Path,
+    *,
+    real_images: np.ndarray,
+    synthetic: np.ndarray,
+    train_images: np.ndarray,
+    screen: CopyScreen,
+    tsne_png: Path | None,
+    seed: int,
+    gallery_max: int = 48,
+) -> None:
+    """Write out_dir/report.json, report.html and the sample grids (PNG)."""
+    out_dir = Path(out_dir)
+    rng = numpy_rng(seed)
+    real_pick = real_images[np.sort(rng.choice(len(real_images), min(32, len(real_images)), replace=False))]
+    syn_pick = synthetic[np.sort(rng.choice(len(synthetic), min(32, len(synthetic)), replace=False))]
+    h = preview(real_pick[0]).shape[0]
+    scale = max(1, 48 // max(h, 1))
+    pictures = {"grid_real.png": png_bytes(grid(real_pick), scale), "grid_synthetic.png": png_bytes(grid(syn_pick), scale)}
+    for name, data in pictures.items():
+        atomic_write_bytes(out_dir / name, data)
+    report.details["pictures"] = sorted([*pictures, *(["tsne.png"] if tsne_png else [])])
+    atomic_write_text(out_dir / "report.json", report.dumps())
+    atomic_write_text(out_dir / "report.html", render_html(report, pictures, synthetic, train_images, screen, tsne_png, gallery_max))
+
+
+def render_html(
+    report: ValidationReport,
+    pictures: dict[str, bytes],
+    synthetic: np.ndarray,
+    train_images: np.ndarray,
+    screen: CopyScreen,
+    tsne_png: Path | None,
+    gallery_max: int,
+) -> str:
+    e = html.escape
+    prov = report.provenance
+
+    def fmt(x: float | None) -> str:
+        return "—" if x is None else f"{x:.4g}"
+
+    rows = []
+    for name, m in report.metrics.items():
+        j = m.to_json()
+        ci = f"[{fmt(j['ci'][0])}, {fmt(j['ci'][1])}]" if j["ci"] else "—"
+        res = ('<td class="ok">pass</td>' if m.passed else '<td class="bad">fail</td>') if m.passed is not None else '<td class="muted">info</td>'
+        thr = f"≥ {fmt(j['threshold'])}" if j["threshold"] is not None else "—"
+        if name.startswith("utility_") and name != "utility_gain_minority_recall":
+            continue
+        rows.append(f"<tr><td><code>{e(name)}</code></td><td>{fmt(j['value'])}</td><td>{ci}</td><td>{thr}</td>{res}<td>{e(m.label)}</td></tr>")
+    warnings = "".join(f"<li>{e(w)}</li>" for w in report.warnings)
+    tsne = _img_tag(tsne_png.read_bytes(), "t-SNE", 480) if tsne_png and tsne_png.is_file() else '<p class="muted">not computed</p>'
+    grids = (f"<table><tr><th>real ({e(str(prov.get('class_name', '')))}, training split)</th><th>synthetic</th></tr><tr>"
+             f"<td>{_img_tag(pictures['grid_real.png'], 'real')}</td><td>{_img_tag(pictures['grid_synthetic.png'], 'synthetic')}</td></tr></table>")
+    cards = []
+    flagged = [j for j, s in enumerate(report.samples) if s["flags"]]
+    for j in flagged[:gallery_max]:
+        s = report.samples[j]
+        near_copy = any(f["kind"] == "near_copy" for f in s["flags"])
+        t_idx = int(screen.pixel_index[j] if near_copy else screen.nearest_index[j])
+        sc = _scale_for(preview(synthetic[j]).shape[0])
+        pair = np.concatenate([preview(synthetic[j]), np.ones_like(preview(synthetic[j]))[:, :2], preview(train_images[t_idx])], axis=1)
+        reasons = "".join(f"<li><b>{e(f['kind'])}</b> ({f['score']:.3g}): {e(f['reason'])}</li>" for f in s["flags"])
+        cards.append(f'<div class="card">{_img_tag(png_bytes(pair, sc), "flagged sample and nearest training image")}'
+                     f"<br>#{s['index']} <code>{e(s['file'])}</code> | nearest training image "
+                     f"<code>{e(s['nearest_train']['pixel_sample_id' if near_copy else 'sample_id'])}</code><ul>{reasons}</ul></div>")
+    gallery = (f'<p>{len(flagged)} flagged; left: synthetic, right: nearest training image.</p><div class="gallery">{"".join(cards)}</div>'
+               if flagged else "<p>No sample flagged.</p>")
+    if len(flagged) > gallery_max:
+        gallery += f'<p class="muted">{len(flagged) - gallery_max} more flagged samples are listed in report.json.</p>'
+    util = report.details.get("utility")
+    if util:
+        head = "<tr><th>arm</th><th>added</th><th>minority recall</th><th>balanced accuracy</th><th>AUROC</th></tr>"
+        body = []
+        for arm, r in util.items():
+            cells = []
+            for m in ("minority_recall", "balanced_accuracy", "auroc"):
+                ci = r["ci"].get(m)
+                cells.append(f"<td>{fmt(r['values'][m])} <span class='muted'>{'[' + fmt(ci[0]) + ', ' + fmt(ci[1]) + ']' if ci else ''}</span></td>")
+            body.append(f"<tr><td>{e(arm)}</td><td>{r['n_added']}</td>{''.join(cells)}</tr>")
+        utility = f"<table>{head}{''.join(body)}</table>"
+    else:
+        utility = '<p class="muted">not computed</p>'
+    prov_rows = "".join(
+        f"<tr><th>{e(str(k))}</th><td><code>{e(json.dumps(v, default=str) if not isinstance(v, str) else v)}</code></td></tr>"
+        for k, v in prov.items() if k != "config"
+    )
+    prov_rows += f"<tr><th>config</th><td><code>{e(json.dumps(prov.get('config', {})))}</code></td></tr>"
+    return Template(TEMPLATE.read_text()).substitute(
+        title=e(str(prov.get("dataset_id", ""))),
+        subtitle=e(f"dataset {prov.get('dataset_id', '—')}, class {prov.get('class_name', '—')}, "
+                   f"{len(report.samples)} synthetic samples, created {prov.get('created_at', '')}"),
+        verdict=e(report.verdict),
+        reasons="".join(f"<li>{e(r)}</li>" for r in report.reasons),
+        warnings=f"<h3>Warnings</h3><ul>{warnings}</ul>" if warnings else "",
+        metrics="".join(rows),
+        tsne=tsne,
+        grids=grids,
+        gallery=gallery,
+        utility=utility,
+        provenance=prov_rows,
+    )
