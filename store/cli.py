@@ -10,13 +10,13 @@ import argparse
 import json
 import sys
 
-from imaging.resizing import parse_size
-from store.datasets import DatasetStore
 from synthcohort.errors import InvalidInputError
 from synthcohort.progress import TqdmProgress
 
 
 def _size_arg(text: str) -> tuple[int, ...]:
+    from imaging.resizing import parse_size
+
     try:
         return parse_size(text)
     except InvalidInputError as exc:
@@ -80,6 +80,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from store.datasets import DatasetStore
+
     metas = DatasetStore().list()
     if not metas:
         print("no datasets", file=sys.stderr)
@@ -96,6 +98,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from store.datasets import DatasetStore
+
     version = DatasetStore().get(args.dataset_id)
     m = version.meta
     if args.json:

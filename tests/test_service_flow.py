@@ -7,14 +7,13 @@ reviewer, downloads the archive (manifest + SHA256SUMS checked) and loads it wit
 ``CohortDataset``. Once on Redis + PostgreSQL, once on the embedded broker + SQLite.
 
 How a sample gets held for review: a 4-step generator makes noise, whose cohort fails the
-service's gates and would hold everything. The test therefore asks, as an admin (only an admin
-may loosen a gate), for near-zero gate thresholds and for the most generous outlier flag
-(``outlier_quantile`` 0.51: flag a sample farther from the real data than the median real k-NN
-radius), so the verdict is ``needs_review`` with flagged samples held and the rest released.
-The thresholds used are recorded in the report, which the test checks. One gate cannot be
-opened by a positive threshold: when the tiny model collapses (every sample in one k-means bin,
-entropy ratio 0) the cohort fails; the test then checks the failed-cohort contract (all held,
-review and download refused with 409) and skips, saying so, instead of passing.
+service's gates and would hold everything. This test is about the service path (review,
+release, download), not about the gates (tests/test_validation_* cover those), so it asks, as
+an admin (only an admin may loosen a gate), for the gates to be turned off (threshold 0) and
+for the most generous outlier flag (``outlier_quantile`` 0.51: flag a sample farther from the
+real data than the median real k-NN radius). The verdict is then ``needs_review`` with flagged
+samples held and the rest released; the thresholds used are recorded in the report, which the
+test checks.
 """
 
 from __future__ import annotations
@@ -34,8 +33,8 @@ FAST_VALIDATION = {
     # budgets: a few seconds instead of minutes
     "bootstrap": 20, "encoder_epochs": 2, "utility": False, "tsne": False, "use_inception": False,
     "kid_subsets": 5, "kid_subset_size": 20,
-    # gates loosened (admin only) so the tiny model's cohort is judged, not failed outright
-    "similarity_threshold": 1e-6, "coverage_ratio_threshold": 1e-6, "entropy_ratio_threshold": 1e-6,
+    # gates off (admin only): this test is about review and release, not about the gates
+    "similarity_threshold": 0.0, "coverage_ratio_threshold": 0.0, "entropy_ratio_threshold": 0.0,
     # flags as generous as allowed, so samples are held for a reviewer
     "outlier_quantile": 0.51, "copy_quantile": 0.49,
 }
@@ -106,19 +105,7 @@ def run_flow(stack, shared_data) -> None:
     with stack.client_for("admin") as admin:
         assert admin.get("/v1/cohorts").json()["total"] == 1  # the replayed POST started nothing
         cohort = admin.get(f"/v1/cohorts/{cohort['id']}").json()
-        assert cohort["status"] == "ready" and cohort["verdict"] in ("needs_review", "failed"), cohort
-        if cohort["verdict"] == "failed":
-            # The only gate a positive threshold cannot open: a collapsed tiny model puts every
-            # sample into one k-means bin (entropy 0). The contract for a failed cohort holds...
-            assert (cohort["released"], cohort["held"]) == (0, COUNT), cohort
-            held = admin.get(f"/v1/cohorts/{cohort['id']}/samples", params={"state": "held"}).json()["items"]
-            r = admin.post(f"/v1/cohorts/{cohort['id']}/samples/{held[0]['index']}/review",
-                           json={"decision": "approve"}, headers=idem("review"))
-            assert r.status_code == 409, r.text
-            assert admin.get(f"/v1/cohorts/{cohort['id']}/download").status_code == 409
-            # ...but the release path was not exercised this time: say so instead of passing.
-            pytest.skip(f"tiny model's cohort failed validation ({cohort['reasons']}); review/download "
-                        "of released samples not exercised in this run")
+        assert cohort["status"] == "ready" and cohort["verdict"] == "needs_review", cohort
         assert cohort["released"] + cohort["held"] == COUNT and cohort["held"] >= 1 and cohort["rejected"] == 0
         assert cohort["model_id"].startswith("mdl-")
         model = admin.get(f"/v1/models/{cohort['model_id']}").json()
@@ -126,7 +113,7 @@ def run_flow(stack, shared_data) -> None:
 
         report = admin.get(f"/v1/cohorts/{cohort['id']}/report").json()
         assert report["verdict"] == "needs_review"
-        assert report["metrics"]["s_fid"]["threshold"] == pytest.approx(1e-6)
+        assert report["metrics"]["s_fid"]["threshold"] == 0.0
         assert report["provenance"]["cohort_id"] == cohort["id"]
         assert report["provenance"]["model_id"] == cohort["model_id"]
         assert len(report["samples"]) == COUNT

@@ -41,7 +41,7 @@ def train_until_killed(stack, shared_data) -> tuple[str, str, int]:
     with stack.client_for("requester") as c:
         r = c.post("/v1/cohorts", headers=idem("cohort"),
                    json={"dataset_id": dataset_id, "class_name": "malignant", "generator": "wgan-gp",
-                         "train_steps": STEPS, "seed": SEED, "config": CONFIG, "count": 4})
+                         "train_steps": STEPS, "seed": SEED, "config": CONFIG, "count": 8})
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
     model_id = cohort_model_id(Job(id=job_id, request={}))
