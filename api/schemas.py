@@ -8,6 +8,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from validation.config import MIN_SAMPLES
+
 T = TypeVar("T")
 
 SEED_MAX = 2**31 - 1  # seeds are stored in 32-bit integer columns
@@ -120,7 +122,8 @@ class CohortCreate(Request):
     config: dict[str, Any] = Field(default_factory=dict, description="Generator config when training.")
     mask: bool = Field(default=False, description="Train mask-conditioned (when training).")
     validation: dict[str, Any] | None = Field(default=None, description="Validation config overrides.")
-    count: int = Field(gt=0, le=MAX_COHORT_COUNT)
+    count: int = Field(ge=MIN_SAMPLES, le=MAX_COHORT_COUNT,
+                       description=f"Samples to generate; validation needs at least {MIN_SAMPLES}.")
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     format: SampleFormat = "png"
 

@@ -26,7 +26,7 @@ from synthcohort.settings import get_settings
 DEMO_CLASS = "lesion"
 # Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
 # CPU; other families train with their defaults.
-DEMO_CONFIG = {"wgan-gp": {"batch_size": 32, "g_channels": 16, "d_channels": 16, "max_channels": 64,
+DEMO_CONFIG = {"wgan-gp": {"batch_size": 16, "g_channels": 16, "d_channels": 16, "max_channels": 32,
                            "n_critic": 2, "z_dim": 32, "embed_dim": 16}}
 
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole service on generated phantoms: import, train, "
                        "generate, validate, download")
     p.add_argument("--generator", default="wgan-gp", help="generator family (default wgan-gp)")
-    p.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    p.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
     p.add_argument("--count", type=int, default=64, help="synthetic samples in the cohort (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true",
@@ -99,8 +99,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from workers.celery_app import ensure_configured
     from workers.process import ApiThread, spawn_worker, stop_worker, wait_worker_ready
 
-    if args.steps < 1 or args.count < 1:
-        raise DemoError("must be at least 1", field="--steps" if args.steps < 1 else "--count")
+    from validation.config import MIN_SAMPLES
+
+    if args.steps < 1:
+        raise DemoError("must be at least 1", field="--steps")
+    if args.count < MIN_SAMPLES:
+        raise DemoError(f"must be at least {MIN_SAMPLES} (validation needs that many)", field="--count")
     settings = get_settings()
     root = settings.root
     out_dir = root / "demo"

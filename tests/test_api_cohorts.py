@@ -24,7 +24,7 @@ FLAGS = {1: [{"kind": "near_copy", "reason": "SSIM 0.97 to train 12", "score": 0
 
 def request_cohort(api: Api, ds: str, who: str = "alice", **over):
     body = {"dataset_id": ds, "class_name": "malignant", "generator": "wgan-gp", "train_steps": 4,
-            "count": 4, "seed": 7, **over}
+            "count": 8, "seed": 7, **over}
     return api.post("/v1/cohorts", who, body)
 
 
@@ -73,19 +73,19 @@ def test_create_cohort_is_queued_idempotent_and_isolated(api: Api, dataset_id: s
     from store.db import Job, JobKind
 
     body = {"dataset_id": dataset_id, "class_name": "malignant", "generator": "wgan-gp", "train_steps": 4,
-            "count": 4, "seed": 7}
+            "count": 8, "seed": 7}
     a = api.post("/v1/cohorts", "alice", body, idem="c-1")
     b = api.post("/v1/cohorts", "alice", body, idem="c-1")
     assert a.status_code == b.status_code == 202
     out = a.json()
     assert b.json()["id"] == out["id"] and b.json()["job_id"] == out["job_id"]
-    assert out["status"] == "queued" and out["verdict"] is None and out["count"] == 4
+    assert out["status"] == "queued" and out["verdict"] is None and out["count"] == 8
     assert (out["released"], out["held"], out["rejected"]) == (0, 0, 0)
     assert api.counts()["cohorts"] == 1 and api.counts()["jobs"] == 1
     with api.session() as s:
         job = s.get(Job, out["job_id"])
         assert job.kind == JobKind.cohort and job.target_id == out["id"] and job.request["train_steps"] == 4
-    assert api.post("/v1/cohorts", "alice", {**body, "count": 5}, idem="c-1").status_code == 409
+    assert api.post("/v1/cohorts", "alice", {**body, "count": 9}, idem="c-1").status_code == 409
     # requester isolation; reviewers read every cohort; admin too
     assert api.get(f"/v1/cohorts/{out['id']}", "bob").status_code == 404
     assert api.get("/v1/cohorts", "bob").json()["total"] == 0
@@ -98,6 +98,7 @@ def test_create_cohort_is_queued_idempotent_and_isolated(api: Api, dataset_id: s
     [
         ({"count": -3}, 422, "count"),
         ({"count": 0}, 422, "count"),
+        ({"count": 5}, 422, "count"),  # validation needs at least six samples
         ({"class_name": "nodule"}, 422, "class_name"),
         ({"generator": "gan9000"}, 422, "generator"),
         ({"dataset_id": "ds-ffffffffffffffff"}, 404, "dataset_id"),
@@ -127,13 +128,13 @@ def test_cohort_from_model_needs_a_trained_model_of_the_caller(api: Api, dataset
 
     m = api.post("/v1/models", "alice", {"dataset_id": dataset_id, "class_name": "malignant",
                                          "generator": "wgan-gp", "steps": 3}).json()
-    r = api.post("/v1/cohorts", "alice", {"model_id": m["model_id"], "count": 2})
+    r = api.post("/v1/cohorts", "alice", {"model_id": m["model_id"], "count": 6})
     assert r.status_code == 409 and r.json()["field"] == "model_id"
     with api.session() as s:
         s.get(ModelRecordRow, m["model_id"]).status = JobStatus.succeeded
         s.commit()
-    assert api.post("/v1/cohorts", "bob", {"model_id": m["model_id"], "count": 2}).status_code == 404
-    ok = api.post("/v1/cohorts", "alice", {"model_id": m["model_id"], "count": 2})
+    assert api.post("/v1/cohorts", "bob", {"model_id": m["model_id"], "count": 6}).status_code == 404
+    ok = api.post("/v1/cohorts", "alice", {"model_id": m["model_id"], "count": 6})
     assert ok.status_code == 202
     assert ok.json()["model_id"] == m["model_id"] and ok.json()["class_name"] == "malignant"
 

@@ -174,6 +174,18 @@ def test_bins_entropy_detects_collapse():
     assert normalised_entropy(np.array([5, 5, 5, 5])) == pytest.approx(1.0)
 
 
+def test_bins_counts_real_occupancy_in_cells_fitted_elsewhere():
+    fit = np.concatenate([gaussian(100, 4, 42, shift=c) for c in (-6, 0, 6)])
+    real = np.concatenate([gaussian(20, 4, 43, shift=c) for c in (-6, 0, 6)])  # the unseen reference
+    one_mode = gaussian(60, 4, 44, shift=6)
+    good = bins_test(real, np.concatenate([gaussian(20, 4, 45, shift=c) for c in (-6, 0, 6)]), seed=0, max_bins=10, cells_from=fit)
+    bad = bins_test(real, one_mode, seed=0, max_bins=10, cells_from=fit)
+    assert good.k == bad.k == 10  # K from the 300 fitted points, not the 60 counted ones
+    assert sum(good.real_counts) == 60 and sum(good.synthetic_counts) == 60
+    assert good.entropy_ratio > 0.9 and bad.entropy_ratio < 0.7
+    assert bins_test(real, one_mode, seed=0, max_bins=10).k == 6
+
+
 def test_broken_and_outlier_flags():
     rng = np.random.default_rng(1)
     real = rng.random((20, 1, 8, 8)).astype(np.float32)

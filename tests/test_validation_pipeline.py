@@ -12,6 +12,7 @@ import pytest
 from validation.config import ValidationConfig
 from validation.encoder import domain_encoder
 from validation.pipeline import RealSplit, validate_arrays
+from validation.reference import reference_indices, reference_seed
 from validation.verdict import FAILED, NEEDS_REVIEW
 
 pytestmark = pytest.mark.shared_data
@@ -35,8 +36,10 @@ def pneumonia(shared_data, tmp_path_factory):
     train = RealSplit(x[train_idx], y[train_idx], sample_ids=[f"pn-{i}" for i in train_idx])
     synthetic = x[minority[half:]]
     val, test = RealSplit(imgs("val"), labs("val")), RealSplit(imgs("test"), labs("test"))
+    # as the pipeline does: the encoder never sees the reference sample of validation seed 0
+    ref = reference_indices(train.labels, 0, seed=reference_seed(0))
     enc = domain_encoder(train.images, train.labels, seed=0, epochs=FAST["encoder_epochs"],
-                         cache_dir=tmp_path_factory.mktemp("encoders"))
+                         cache_dir=tmp_path_factory.mktemp("encoders"), exclude=ref)
     return {"train": train, "val": val, "test": test, "synthetic": synthetic, "encoder": enc}
 
 
@@ -60,6 +63,14 @@ def test_real_vs_real_split_passes_the_2d_gates(pneumonia, tmp_path):
     for name in ("s_fid", "coverage_ratio", "entropy_ratio"):
         assert m[name].passed is True, (name, m[name])
     assert m["s_fid"].ci[0] < m["s_fid"].value < m["s_fid"].ci[1]
+    # no encoder bias: both real halves are unseen by the encoder, so S_FID's 95% CI covers 1.0.
+    # With the encoder trained on the reference images this split gave 1.275, CI [1.09, 1.57].
+    # N = 337 per set (≥ 2 × feature dim), so the CI is narrow enough to exclude a bias of that size.
+    assert m["s_fid"].ci[0] <= 1.0 <= m["s_fid"].ci[1], m["s_fid"]
+    ref = report.details["reference"]
+    assert ref["encoder_trained_without_it"] is True and ref["n"] == (pneumonia["train"].labels == 0).sum() // 2
+    assert f"N = {ref['n']}," in m["s_fid"].label
+    assert not any("not trained without" in w for w in report.warnings)
     assert report.verdict != FAILED
     # real images do not count as copies beyond the screening's false-positive rate (≈ 2 × 1%)
     assert m["flagged_near_copy"].value <= 0.05 * len(pneumonia["synthetic"])
@@ -137,6 +148,10 @@ def test_same_seed_same_report(pneumonia):
 
     assert strip(a) == strip(b)
     assert a.metrics["s_fid"].ci != c.metrics["s_fid"].ci
+    # seed 1 draws another reference sample, which the fixture's encoder was trained on
+    assert a.details["reference"]["fingerprint"] != c.details["reference"]["fingerprint"]
+    assert c.details["reference"]["encoder_trained_without_it"] is False
+    assert any("not trained without this validation's reference sample" in w for w in c.warnings)
 
 
 def test_utility_arms_on_real_breastmnist(shared_data):

@@ -66,16 +66,23 @@ def normalised_entropy(counts: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 else 0.0
 
 
-def bins_test(real: np.ndarray, fake: np.ndarray, *, seed: int, max_bins: int = 20, alpha: float = 0.05) -> BinsResult:
-    """k-means (seeded) with K = min(max_bins, N_real // 10) (≥ 2) on real features; compare occupancies."""
+def bins_test(real: np.ndarray, fake: np.ndarray, *, seed: int, max_bins: int = 20, alpha: float = 0.05,
+              cells_from: np.ndarray | None = None) -> BinsResult:
+    """k-means (seeded) with K = min(max_bins, N // 10) (≥ 2) on real features; compare occupancies.
+
+    The cells are fitted on ``cells_from`` (default: ``real``) and the occupancies of ``real`` and
+    ``fake`` are counted in them: the pipeline fits on every train image of the class (K stays as
+    large as before) and counts the reference sample, which the encoder did not see, like ``fake``.
+    """
     from sklearn.cluster import KMeans
 
     from threadpoolctl import threadpool_limits
 
-    k = int(max(2, min(max_bins, len(real) // 10)))
+    fit = real if cells_from is None else cells_from
+    k = int(max(2, min(max_bins, len(fit) // 10)))
     with threadpool_limits(1):  # see tsne_plot: OpenMP spin-waits on a shared machine
-        km = KMeans(n_clusters=k, n_init=4, random_state=seed % (2**31)).fit(real)
-        rc = np.bincount(km.labels_, minlength=k)
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed % (2**31)).fit(fit)
+        rc = np.bincount(km.labels_ if cells_from is None else km.predict(real), minlength=k)
         fc = np.bincount(km.predict(fake), minlength=k)
     n1, n2 = rc.sum(), fc.sum()
     p1, p2 = rc / n1, fc / n2

@@ -2,7 +2,8 @@
 
 The defaults are the service's standard (≥ 0.90 relative FID similarity, ≥ 0.90 Dice ratio,
 coverage ≥ 0.9 × real-vs-real, entropy ratio ≥ 0.90); a request may override any of them,
-and the report records the values it was judged with.
+and the report records the values it was judged with. A threshold of 0 turns a gate off
+(through the API only an admin may loosen a gate); the report still shows the value.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthcohort.errors import InvalidInputError
 
+MIN_SAMPLES = 6  # the smallest set the stage can judge: k = 5 neighbours need six points
+
 
 class ValidationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(default=0, description="Root seed; every stochastic step derives from it.")
     # --- gates -------------------------------------------------------------------------------
-    similarity_threshold: float = Field(default=0.90, gt=0, description="S_FID pass mark.")
-    dice_ratio_threshold: float = Field(default=0.90, gt=0, description="DSC_syn / DSC_real pass mark.")
+    similarity_threshold: float = Field(default=0.90, ge=0, description="S_FID pass mark (0 turns the gate off).")
+    dice_ratio_threshold: float = Field(default=0.90, ge=0, description="DSC_syn / DSC_real pass mark (0: off).")
     coverage_ratio_threshold: float = Field(
-        default=0.90, gt=0, description="coverage(syn) ≥ this × coverage(real vs real)."
+        default=0.90, ge=0, description="coverage(syn) ≥ this × coverage(real vs real) (0: off)."
     )
-    entropy_ratio_threshold: float = Field(default=0.90, gt=0, description="H_syn / H_real pass mark.")
+    entropy_ratio_threshold: float = Field(default=0.90, ge=0, description="H_syn / H_real pass mark (0: off).")
     require_utility_gain: bool = Field(
         default=False, description="Fail when synthesis does not beat no augmentation on minority recall."
     )

@@ -7,6 +7,10 @@ ImageNet Classes in Fréchet Inception Distance", ICLR, show FID can be swayed b
 semantics). Objective: supervised class prediction when the split has ≥ 2 classes, otherwise
 self-supervised rotation prediction (Gidaris et al. 2018, ICLR). Trained once per dataset
 version and configuration (seeded) and cached under ``cache_dir/encoders``.
+
+``exclude`` keeps the validation's real reference sample (``validation.reference``) out of the
+training set, so that real-vs-real references are as unseen by the encoder as synthetic images
+are; the excluded index set is part of the cache key and of the extractor's name.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class FeatureExtractor:
     module: nn.Module
     dim: int
     batch_size: int = 256
+    excluded: str | None = None  # fingerprint of the train indices it was not trained on
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -177,11 +182,22 @@ def domain_encoder(
     epochs: int = 8,
     batch_size: int = 64,
     cache_dir: Path | None = None,
+    exclude: np.ndarray | None = None,
 ) -> FeatureExtractor:
-    """The cached domain encoder of a dataset version (trained on first use)."""
+    """The cached domain encoder of a dataset version (trained on first use), trained on all
+    of ``images`` except the indices in ``exclude`` (the validation's reference sample)."""
+    from validation.reference import indices_fingerprint
+
     spatial_dims = images.ndim - 2
     key = dataset_key or arrays_key(images, labels)
     cfg = {"v": ENCODER_VERSION, "seed": seed, "dim": feature_dim, "epochs": epochs, "bs": batch_size}
+    excluded, keep = None, slice(None)
+    if exclude is not None and len(exclude):
+        excluded = indices_fingerprint(exclude)
+        cfg["exclude"] = excluded  # one encoder per (dataset, class, reference seed)
+        keep = np.ones(len(images), dtype=bool)
+        keep[np.asarray(exclude, dtype=np.int64)] = False
+    labels = np.asarray(labels).reshape(-1)[keep]
     cfg_hash = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
     path = (cache_dir or get_settings().cache_dir / "encoders") / f"{key}-{cfg_hash}.pt"
     n_out = len(np.unique(labels))
@@ -195,12 +211,13 @@ def domain_encoder(
         except Exception:  # stale or corrupt cache entry: retrain and overwrite
             net = None
     if net is None:
-        net = train_domain_encoder(images, labels, seed=seed, feature_dim=feature_dim, epochs=epochs, batch_size=batch_size)
+        net = train_domain_encoder(images[keep], labels, seed=seed, feature_dim=feature_dim, epochs=epochs, batch_size=batch_size)
         buf = io.BytesIO()
         torch.save(net.state_dict(), buf)
         atomic_write_bytes(path, buf.getvalue())
     net.eval()
     sha = state_dict_sha256(net)
     net.to(select_device(get_settings().device))
-    name = f"domain-encoder-{spatial_dims}d(dim={feature_dim},epochs={epochs},seed={seed},data={key})"
-    return FeatureExtractor(name=name, sha256=sha, module=net, dim=feature_dim)
+    name = f"domain-encoder-{spatial_dims}d(dim={feature_dim},epochs={epochs},seed={seed},data={key}"
+    name += f",without={excluded})" if excluded else ")"
+    return FeatureExtractor(name=name, sha256=sha, module=net, dim=feature_dim, excluded=excluded)

@@ -21,15 +21,15 @@ from synthcohort.errors import InvalidInputError
 from synthcohort.progress import Progress, ProgressCallback
 from synthcohort.seeding import derive_seed, numpy_rng
 from validation.collapse import bins_test, prdc, tsne_plot
-from validation.config import ValidationConfig
+from validation.config import MIN_SAMPLES, ValidationConfig
 from validation.copies import screen_copies
 from validation.encoder import FeatureExtractor, domain_encoder
 from validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
 from validation.frechet import fd, relative_similarity
 from validation.kid import kid
+from validation.reference import REFERENCE_FRACTION, indices_fingerprint, reference_indices, reference_seed
 from validation.verdict import Metric, ValidationReport, decide, gate, info
 
-MIN_PER_SET = 6  # k = 5 neighbours need six points
 
 
 class SplitLike(Protocol):
@@ -130,6 +130,12 @@ def validate_arrays(
     Similarity uses the real hold-out (``real_test``) as reference; the encoder, the segmenter
     and every baseline learn from ``real_train`` only; ``real_val`` is used for model selection
     in the utility experiment. With ``out_dir`` the report files are written there.
+
+    Real-vs-real references (S_FID, KID, PRDC, bins) use a seeded reference sample of the class's
+    train images that the domain encoder is trained without (``validation.reference``); a given
+    ``encoder`` must have been built with ``domain_encoder(..., exclude=reference_indices(...))``
+    for the same seed, otherwise the report warns that S_FID is biased towards synthetic data.
+    Copy screening still compares against every train image.
     """
     cfg = config or ValidationConfig()
     seed = cfg.seed
@@ -150,32 +156,47 @@ def validate_arrays(
     class_name = class_names[class_index] if class_names else str(class_index)
 
     # 1. features ------------------------------------------------------------------------------
+    # the real reference sample: train images of the class that the encoder does not see
+    ref_seed = reference_seed(seed)
+    ref_idx = reference_indices(tr_y, class_index, seed=ref_seed, min_size=MIN_SAMPLES)
+    ref_key = indices_fingerprint(ref_idx)
     enc = encoder or domain_encoder(
         tr_x, tr_y, dataset_key=dataset_key, seed=derive_seed(seed, "encoder") % 2**31,
         feature_dim=cfg.feature_dim, epochs=cfg.encoder_epochs, batch_size=cfg.encoder_batch_size,
+        exclude=ref_idx,
     )
+    if enc.excluded != ref_key:
+        warnings.append("the given encoder was not trained without this validation's reference sample; real-vs-real "
+                        "references (S_FID, KID, PRDC, bins) are then biased in favour of synthetic data")
     extractors = [enc.describe()]
     f_train_all = enc(tr_x)
     f_test_all = enc(te_x)
     f_syn = enc(syn)
     in_class_tr, in_class_te = tr_y == class_index, te_y == class_index
     f_train, f_hold = f_train_all[in_class_tr], f_test_all[in_class_te]
+    f_ref = f_train_all[ref_idx]
+    details["reference"] = {
+        "n": int(len(ref_idx)), "n_class_train": int(in_class_tr.sum()), "fraction": REFERENCE_FRACTION,
+        "min_size": MIN_SAMPLES, "seed": int(ref_seed), "fingerprint": ref_key,
+        "encoder_trained_without_it": enc.excluded == ref_key,
+        "used_for": ["s_fid", "kid_reference", "s_fid_inception", "prdc real vs real", "bins real occupancy", "tsne"],
+    }
     step("features")
 
     # 2. similarity gate (relative FD) and KID ------------------------------------------------------
-    sim = relative_similarity(f_train, f_syn, f_hold, seed=derive_seed(seed, "s_fid"), bootstrap=cfg.bootstrap,
+    sim = relative_similarity(f_ref, f_syn, f_hold, seed=derive_seed(seed, "s_fid"), bootstrap=cfg.bootstrap,
                              threshold=cfg.similarity_threshold)
     warnings += sim.warnings
     similarity_is_gate = spatial_dims == 2 or not masks_used
-    label = f"FD(real train, hold-out) / FD(synthetic, hold-out), N = {sim.n}, hold-out {sim.n_holdout}, {enc.name.split('(')[0]}"
+    label = f"FD(real reference, hold-out) / FD(synthetic, hold-out), N = {sim.n}, hold-out {sim.n_holdout}, {enc.name.split('(')[0]}"
     metrics["s_fid"] = (gate(sim.s_fid, cfg.similarity_threshold, ci=sim.ci, label=label) if similarity_is_gate
                         else info(sim.s_fid, ci=sim.ci, label=label + " (informational: the Dice gate decides for mask-conditioned 3D)"))
     metrics["fd_synthetic"] = info(sim.fd_synthetic, label="FD(synthetic, hold-out), domain encoder")
-    metrics["fd_reference"] = info(sim.fd_reference, label="FD(real train sample, hold-out), domain encoder")
+    metrics["fd_reference"] = info(sim.fd_reference, label="FD(real reference sample, unseen by the encoder, hold-out), domain encoder")
     k_syn = kid(f_syn, f_hold, seed=derive_seed(seed, "kid"), subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
-    k_ref = kid(f_train, f_hold, seed=derive_seed(seed, "kid"), subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
+    k_ref = kid(f_ref, f_hold, seed=derive_seed(seed, "kid"), subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
     metrics["kid_synthetic"] = info(k_syn.value, ci=k_syn.ci, label=f"KID(synthetic, hold-out), subsets of {k_syn.subset_size}")
-    metrics["kid_reference"] = info(k_ref.value, ci=k_ref.ci, label=f"KID(real train, hold-out), subsets of {k_ref.subset_size}")
+    metrics["kid_reference"] = info(k_ref.value, ci=k_ref.ci, label=f"KID(real reference, hold-out), subsets of {k_ref.subset_size}")
     if cfg.use_inception:
         from validation.inception import inception_features_available
 
@@ -185,14 +206,14 @@ def validate_arrays(
         else:
             extractors.append(inc.describe())
             rng = numpy_rng(derive_seed(seed, "inception"))
-            tr_cls = tr_x[in_class_tr]
+            tr_cls = tr_x[ref_idx]  # the same reference images as S_FID
             n = min(len(syn), len(tr_cls))
             g_hold = inc(te_x[in_class_te])
             g_syn = inc(syn[rng.choice(len(syn), n, replace=False)])
             g_ref = inc(tr_cls[rng.choice(len(tr_cls), n, replace=False)])
             fid_syn, fid_ref = fd(g_syn, g_hold), fd(g_ref, g_hold)
             metrics["fid_inception"] = info(fid_syn, label=f"standard FID (Inception-v3) synthetic vs hold-out, N = {n}")
-            metrics["fid_inception_reference"] = info(fid_ref, label="standard FID (Inception-v3) real train vs hold-out")
+            metrics["fid_inception_reference"] = info(fid_ref, label="standard FID (Inception-v3) real reference vs hold-out")
             metrics["s_fid_inception"] = info(fid_ref / max(fid_syn, 1e-12), label="relative FID with Inception features")
     else:
         warnings.append("Inception features disabled by config (use_inception = false); standard FID not computed")
@@ -215,15 +236,16 @@ def validate_arrays(
 
     # 4. mode collapse ------------------------------------------------------------------------------------
     rng = numpy_rng(derive_seed(seed, "prdc"))
-    n = min(len(f_syn), len(f_train))
+    n = min(len(f_syn), len(f_ref))
     p_syn = prdc(f_hold, f_syn[rng.choice(len(f_syn), n, replace=False)], pr_k=cfg.pr_k, dc_k=cfg.dc_k, chunk_bytes=chunk)
-    p_real = prdc(f_hold, f_train[rng.choice(len(f_train), n, replace=False)], pr_k=cfg.pr_k, dc_k=cfg.dc_k, chunk_bytes=chunk)
+    p_real = prdc(f_hold, f_ref[rng.choice(len(f_ref), n, replace=False)], pr_k=cfg.pr_k, dc_k=cfg.dc_k, chunk_bytes=chunk)
     for name in ("precision", "recall", "density", "coverage"):
         metrics[name] = info(getattr(p_syn, name), label=f"{name} of synthetic vs hold-out (N = {n})")
-        metrics[f"{name}_real"] = info(getattr(p_real, name), label=f"{name} of real train vs hold-out (N = {n})")
+        metrics[f"{name}_real"] = info(getattr(p_real, name), label=f"{name} of the real reference vs hold-out (N = {n})")
     metrics["coverage_ratio"] = gate(p_syn.coverage / max(p_real.coverage, 1e-12), cfg.coverage_ratio_threshold,
                                      label="coverage(synthetic) / coverage(real vs real)")
-    bins = bins_test(f_train, f_syn, seed=derive_seed(seed, "bins") % 2**31, max_bins=cfg.max_bins, alpha=cfg.bins_alpha)
+    bins = bins_test(f_ref, f_syn, seed=derive_seed(seed, "bins") % 2**31, max_bins=cfg.max_bins, alpha=cfg.bins_alpha,
+                     cells_from=f_train)
     metrics["entropy_ratio"] = gate(bins.entropy_ratio, cfg.entropy_ratio_threshold,
                                     label=f"H/log K of synthetic / of real bin occupancy (K = {bins.k})")
     metrics["bins_different"] = info(bins.different_bins, label=f"bins with different occupancy ({bins.correction})")
@@ -301,15 +323,14 @@ def validate_arrays(
         out_dir = Path(out_dir)
         tsne_path = None
         if cfg.tsne:
-            tsne_path = tsne_plot(f_train, f_syn, out_dir / "tsne.png", seed=derive_seed(seed, "tsne") % 2**31,
-                                  max_points=cfg.tsne_max_points, title=f"t-SNE, class {class_name}: real train vs synthetic")
+            tsne_path = tsne_plot(f_ref, f_syn, out_dir / "tsne.png", seed=derive_seed(seed, "tsne") % 2**31,
+                                  max_points=cfg.tsne_max_points, title=f"t-SNE, class {class_name}: real reference vs synthetic")
             step("tsne")
         write_report(report, out_dir, real_images=tr_x[in_class_tr], synthetic=syn, train_images=tr_x,
                      screen=screen, tsne_png=tsne_path, seed=seed, gallery_max=cfg.gallery_max)
         report.out_dir = str(out_dir)
     step.step = step.total - 1
     step("report")
-    return report
     return report
 
 
@@ -320,12 +341,12 @@ def _check_inputs(syn, tr_x, tr_y, te_x, te_y, class_index, syn_masks) -> None:
         raise InvalidInputError(f"synthetic images have shape {syn.shape[1:]}, the dataset {tr_x.shape[1:]}", field="samples")
     if syn_masks is not None and (len(syn_masks) != len(syn) or syn_masks.shape[2:] != syn.shape[2:]):
         raise InvalidInputError(f"masks of shape {syn_masks.shape} do not match images {syn.shape}", field="samples")
-    if len(syn) < MIN_PER_SET:
-        raise InvalidInputError(f"{len(syn)} synthetic samples; at least {MIN_PER_SET} are needed", field="samples")
+    if len(syn) < MIN_SAMPLES:
+        raise InvalidInputError(f"{len(syn)} synthetic samples; at least {MIN_SAMPLES} are needed", field="samples")
     n_tr, n_te = int((tr_y == class_index).sum()), int((te_y == class_index).sum())
-    if n_tr < MIN_PER_SET or n_te < MIN_PER_SET:
+    if n_tr < MIN_SAMPLES or n_te < MIN_SAMPLES:
         raise InvalidInputError(
-            f"class {class_index} has {n_tr} training and {n_te} hold-out images; at least {MIN_PER_SET} of each are needed",
+            f"class {class_index} has {n_tr} training and {n_te} hold-out images; at least {MIN_SAMPLES} of each are needed",
             field="class_name")
 
 
