@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from generators.augment import AdaptiveP, AugmentPipe
 from generators.base import Batch, Generator, GeneratorConfig, TrainingData
 from generators.ema import EMA
+from generators.losses import discriminator_loss, generator_loss, r1_penalty
 from generators.nets.dyngan_discriminator import DynGANDiscriminator
 from generators.nets.dyngan_generator import DynGANGenerator
 from generators.registry import register
@@ -263,10 +263,9 @@ class DynGAN(Generator):
         d_fake = self.D(self._aug(fake), y_fake)
         x = real.detach().requires_grad_(do_r1)
         d_real = self.D(self._aug(x), y_real)
-        loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+        loss_d = discriminator_loss(d_real, d_fake)
         if do_r1:
-            (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
-            self._r1 = grad.square().sum(dim=(1, 2, 3)).mean()
+            self._r1 = r1_penalty(d_real, x)
             loss_d = loss_d + self._r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -279,7 +278,7 @@ class DynGAN(Generator):
         self.D.requires_grad_(False)
         y_fake = self._draw_partitions(cls, self.rng)
         fake = self.G(self._z(len(cls)), y_fake)
-        loss_g = F.softplus(-self.D(self._aug(fake), y_fake)).mean()
+        loss_g = generator_loss(self.D(self._aug(fake), y_fake))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -26,6 +26,7 @@ from pydantic import Field
 from generators.augment import AdaptiveP, AugmentPipe
 from generators.base import Batch, Generator, GeneratorConfig
 from generators.ema import EMA
+from generators.losses import discriminator_loss, generator_loss, r1_penalty
 from generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
 from generators.nets.stylegan2_generator import StyleGAN2Generator
 from generators.registry import register
@@ -146,10 +147,9 @@ class StyleGAN2(Generator):
         d_fake = self.D(self._aug(fake), c)
         x = real.detach().requires_grad_(do_r1)
         d_real = self.D(self._aug(x), c)
-        loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+        loss_d = discriminator_loss(d_real, d_fake)
         if do_r1:
-            (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
-            self._r1 = grad.square().sum(dim=(1, 2, 3)).mean()
+            self._r1 = r1_penalty(d_real, x)
             loss_d = loss_d + self._r1 * (self.gamma / 2) * cfg.r1_interval
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -161,7 +161,7 @@ class StyleGAN2(Generator):
         # Generator: non-saturating loss; optional lazy path-length regularisation.
         self.D.requires_grad_(False)
         fake = self.G(c, self.rng, cfg.style_mixing)
-        loss_g = F.softplus(-self.D(self._aug(fake), c)).mean()
+        loss_g = generator_loss(self.D(self._aug(fake), c))
         total_g = loss_g
         if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:
             total_g = total_g + self._path_length_penalty(c) * cfg.pl_weight * cfg.pl_interval
