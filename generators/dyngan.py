@@ -41,7 +41,7 @@ import torch
 from generators.augment import AdaptiveP, AugmentPipe
 from generators.base import Batch, Generator, GeneratorConfig, TrainingData
 from generators.ema import EMA
-from generators.losses import discriminator_loss, generator_loss, r1_penalty
+from generators.losses import discriminator_step, generator_loss
 from generators.nets.dyngan_discriminator import DynGANDiscriminator
 from generators.nets.dyngan_generator import DynGANGenerator
 from generators.registry import register
@@ -257,19 +257,12 @@ class DynGAN(Generator):
 
         # Discriminator: non-saturating loss on partition-conditioned logits, lazy R1.
         do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0
-        self.D.requires_grad_(True)
         with torch.no_grad():
             fake = self.G(self._z(len(cls)), y_fake)
-        d_fake = self.D(self._aug(fake), y_fake)
-        x = real.detach().requires_grad_(do_r1)
-        d_real = self.D(self._aug(x), y_real)
-        loss_d = discriminator_loss(d_real, d_fake)
-        if do_r1:
-            self._r1 = r1_penalty(d_real, x)
-            loss_d = loss_d + self._r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        loss_d, d_real, r1 = discriminator_step(self.D, self.opt_d, real, y_real, fake, y_fake, self._aug,
+                                                gamma=cfg.r1_gamma, interval=cfg.r1_interval, do_r1=do_r1)
+        if r1 is not None:
+            self._r1 = r1
         if cfg.augment:
             self.ada.observe(d_real)
             self.ada.update()

@@ -26,7 +26,7 @@ from pydantic import Field
 from generators.augment import AdaptiveP, AugmentPipe
 from generators.base import Batch, Generator, GeneratorConfig
 from generators.ema import EMA
-from generators.losses import discriminator_loss, generator_loss, r1_penalty
+from generators.losses import discriminator_step, generator_loss
 from generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
 from generators.nets.stylegan2_generator import StyleGAN2Generator
 from generators.registry import register
@@ -141,19 +141,12 @@ class StyleGAN2(Generator):
 
         # Discriminator: non-saturating logistic loss, lazy R1 on the (un-augmented) reals.
         do_r1 = self.gamma > 0 and self.step % cfg.r1_interval == 0
-        self.D.requires_grad_(True)
         with torch.no_grad():
             fake = self.G(c, self.rng, cfg.style_mixing)
-        d_fake = self.D(self._aug(fake), c)
-        x = real.detach().requires_grad_(do_r1)
-        d_real = self.D(self._aug(x), c)
-        loss_d = discriminator_loss(d_real, d_fake)
-        if do_r1:
-            self._r1 = r1_penalty(d_real, x)
-            loss_d = loss_d + self._r1 * (self.gamma / 2) * cfg.r1_interval
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        loss_d, d_real, r1 = discriminator_step(self.D, self.opt_d, real, c, fake, c, self._aug,
+                                                gamma=self.gamma, interval=cfg.r1_interval, do_r1=do_r1)
+        if r1 is not None:
+            self._r1 = r1
         if cfg.augment:
             self.ada.observe(d_real)
             self.ada.update()
