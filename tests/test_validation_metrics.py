@@ -15,7 +15,7 @@ from validation.config import ValidationConfig
 from validation.copies import authenticity_mask, screen_copies
 from validation.dice import dice_scores
 from validation.flags import broken_flags, outlier_flags
-from validation.frechet import fd, feature_stats, frechet_distance, relative_similarity
+from validation.frechet import Whitening, fd, feature_stats, frechet_distance, relative_similarity
 from validation.kid import kid, mmd2_unbiased
 from validation.neighbours import ball_counts, knn, knn_radii, max_correlation
 from validation.verdict import FAILED, NEEDS_REVIEW, PASSED, decide, gate, info
@@ -71,6 +71,40 @@ def test_relative_similarity_separates_real_from_shifted():
     assert same.ci[0] <= same.s_fid <= same.ci[1]
     few = relative_similarity(real[:20], gaussian(20, 8, 11), hold[:12], seed=0, bootstrap=0)
     assert any("below 2×feature dim" in w for w in few.warnings)
+
+
+def test_whitening_gives_identity_covariance_and_drops_dead_units():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) * [100, 1, 1, 1, 1, 1] + 3.0
+    x = np.concatenate([x, np.full((500, 1), 0.7)], axis=1)  # a dead unit: constant on real images
+    w = Whitening.fit(x)
+    z = w(x)
+    assert w.dim == 6 and z.shape == (500, 6)
+    assert np.allclose(z.mean(0), 0, atol=1e-9) and np.allclose(np.cov(z, rowvar=False), np.eye(6), atol=1e-8)
+    # a fixed linear map: FD between mapped sets is FD in the Mahalanobis metric of the fitted data,
+    # so a shift along a low-variance direction counts as much as one along the dominant one
+    a, b = w(x[:250]), w(x[250:])
+    shifted = w(x[250:] + np.r_[0, 0, 0, 0, 0, 0.5 * x[:, 5].std(), 0])
+    assert fd(a, shifted) > fd(a, b) + 0.2
+    with pytest.raises(ValueError):
+        Whitening.fit(x[:1])
+
+
+def test_whitening_steadies_s_fid_when_one_direction_dominates():
+    """The case that made S_FID swing on BreastMNIST: one feature with most of the variance.
+    Real-vs-real S_FID over 20 draws of N = 42 stays near 1 once whitened."""
+    def draw(n, seed):
+        g = np.random.default_rng(seed)
+        return g.normal(size=(n, 16)) * np.r_[30.0, np.ones(15)]
+    w = Whitening.fit(draw(400, 99))
+    raw, white = [], []
+    for s in range(20):
+        ref, cohort, hold = draw(42, 3 * s), draw(42, 3 * s + 1), draw(42, 3 * s + 2)
+        raw.append(relative_similarity(ref, cohort, hold, seed=s, bootstrap=0).s_fid)
+        white.append(relative_similarity(w(ref), w(cohort), w(hold), seed=s, bootstrap=0).s_fid)
+    spread = lambda v: np.percentile(np.log(v), 90) - np.percentile(np.log(v), 10)  # noqa: E731
+    assert spread(white) < 0.5 * spread(raw)
+    assert np.mean(np.array(white) >= 0.9) > np.mean(np.array(raw) >= 0.9)
 
 
 def test_kid_matches_torchmetrics_poly_mmd_and_is_unbiased():

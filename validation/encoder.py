@@ -105,9 +105,21 @@ class FeatureExtractor:
         return {"name": self.name, "sha256": self.sha256}
 
 
-def _rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Rotate each sample by k·90° in its last two axes (works for 2D and 3D)."""
-    return torch.stack([torch.rot90(xi, int(ki), dims=(-2, -1)) for xi, ki in zip(x, k)])
+def rotation_plane(spatial: tuple[int, ...]) -> tuple[tuple[int, int], int]:
+    """(axes, number of pretext classes) for the rotation task: a plane whose two sides are
+    equal allows all four quarter turns; otherwise (a 16×24 slice) only 0° and 180° keep the
+    shape, so the task has two classes."""
+    n = len(spatial)
+    for a in range(n - 2, -1, -1):
+        for b in range(n - 1, a, -1):
+            if spatial[a] == spatial[b]:
+                return (a - n, b - n), 4
+    return (-2, -1), 2
+
+
+def _rotate(x: torch.Tensor, k: torch.Tensor, dims: tuple[int, int]) -> torch.Tensor:
+    """Rotate each sample by k·90° in the plane ``dims`` (2D and 3D alike)."""
+    return torch.stack([torch.rot90(xi, int(ki), dims=dims) for xi, ki in zip(x, k)])
 
 
 def train_domain_encoder(
@@ -129,6 +141,7 @@ def train_domain_encoder(
     supervised = len(classes) >= 2
     y_all = np.searchsorted(classes, labels) if supervised else np.zeros(len(labels), np.int64)
     rotate = not supervised  # rotation pretext only when there is nothing to classify
+    plane, turns = rotation_plane(tuple(images.shape[2:]))
     n_out = len(classes) if supervised else 4
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "encoder-init"))
@@ -153,8 +166,8 @@ def train_domain_encoder(
                 continue
             x, y = x_all[idx], y_t[idx]
             if rotate:
-                y = torch.randint(0, 4, (len(idx),), generator=gen)
-                x = _rotate(x, y)
+                y = torch.randint(0, turns, (len(idx),), generator=gen) * (4 // turns)  # quarter turns
+                x = _rotate(x, y, plane)
             opt.zero_grad(set_to_none=True)
             loss_fn(net(x.to(device)), y.to(device)).backward()
             opt.step()

@@ -6,6 +6,15 @@ Equilibrium", NeurIPS): d² = ||μ_1 − μ_2||² + Tr(Σ_1 + Σ_2 − 2 (Σ_1 �
 S_FID = FD(real train sample, real hold-out) / FD(synthetic, real hold-out), both with the same N
 and extractor, so the finite-sample bias of FD cancels: 1.0 means the synthetic set is as close
 to the hold-out as other real images are.
+
+Why S_FID is computed in whitened features (``Whitening``): a small encoder's features are
+dominated by a few high-variance directions (brightness, size), so at minority sizes FD is in
+effect a statistic with two or three degrees of freedom and the ratio of two of them swings
+wildly. On BreastMNIST malignant (N = 42 per set, 32 features) real-vs-real S_FID ranged
+0.12–2.72 over ten splits (3 of 10 ≥ 0.90); after whitening with the covariance of the
+encoder's own training features (a fixed linear map fitted on images outside every compared
+set) it ranged 0.89–1.18 (9 of 10). Whitening changes the metric FD is measured in, not what
+is compared: the synthetic and real sides go through the same map.
 """
 
 from __future__ import annotations
@@ -44,6 +53,32 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def fd(x: np.ndarray, y: np.ndarray) -> float:
     """FD between two feature sets."""
     return frechet_distance(*feature_stats(x), *feature_stats(y))
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """x ↦ (x − m) V Λ^{-1/2}: the map that makes features fitted on real images zero-mean with
+    identity covariance. Directions with variance below ``rel_floor`` × the largest (numerically
+    zero: dead units, constant on real images) are dropped; scaled up they would dominate FD."""
+
+    mean: np.ndarray
+    projection: np.ndarray  # (d, k)
+
+    @classmethod
+    def fit(cls, features: np.ndarray, rel_floor: float = 1e-10) -> Whitening:
+        x = np.asarray(features, dtype=np.float64)
+        if len(x) < 2:
+            raise ValueError("whitening needs at least two feature vectors")
+        lam, v = np.linalg.eigh(np.atleast_2d(np.cov(x, rowvar=False)))
+        keep = lam > max(float(lam.max()), 1e-300) * rel_floor
+        return cls(x.mean(0), v[:, keep] / np.sqrt(lam[keep]))
+
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[1])
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=np.float64) - self.mean) @ self.projection
 
 
 @dataclass

@@ -25,7 +25,7 @@ from validation.config import MIN_SAMPLES, ValidationConfig
 from validation.copies import screen_copies
 from validation.encoder import FeatureExtractor, domain_encoder
 from validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
-from validation.frechet import fd, relative_similarity
+from validation.frechet import Whitening, fd, relative_similarity
 from validation.kid import kid
 from validation.reference import REFERENCE_FRACTION, indices_fingerprint, reference_indices, reference_seed
 from validation.verdict import Metric, ValidationReport, decide, gate, info
@@ -184,15 +184,20 @@ def validate_arrays(
     step("features")
 
     # 2. similarity gate (relative FD) and KID ------------------------------------------------------
-    sim = relative_similarity(f_ref, f_syn, f_hold, seed=derive_seed(seed, "s_fid"), bootstrap=cfg.bootstrap,
-                             threshold=cfg.similarity_threshold)
+    # FD in features whitened by the encoder's own training images (none of them is compared)
+    white = Whitening.fit(np.delete(f_train_all, ref_idx, axis=0))
+    sim = relative_similarity(white(f_ref), white(f_syn), white(f_hold), seed=derive_seed(seed, "s_fid"),
+                              bootstrap=cfg.bootstrap, threshold=cfg.similarity_threshold)
+    details["whitening"] = {"fitted_on": "encoder training images (train split without the reference)",
+                            "n": int(len(tr_x) - len(ref_idx)), "dim": white.dim}
     warnings += sim.warnings
     similarity_is_gate = spatial_dims == 2 or not masks_used
-    label = f"FD(real reference, hold-out) / FD(synthetic, hold-out), N = {sim.n}, hold-out {sim.n_holdout}, {enc.name.split('(')[0]}"
+    label = (f"FD(real reference, hold-out) / FD(synthetic, hold-out), N = {sim.n}, hold-out {sim.n_holdout}, "
+             f"{enc.name.split('(')[0]}, whitened")
     metrics["s_fid"] = (gate(sim.s_fid, cfg.similarity_threshold, ci=sim.ci, label=label) if similarity_is_gate
                         else info(sim.s_fid, ci=sim.ci, label=label + " (informational: the Dice gate decides for mask-conditioned 3D)"))
-    metrics["fd_synthetic"] = info(sim.fd_synthetic, label="FD(synthetic, hold-out), domain encoder")
-    metrics["fd_reference"] = info(sim.fd_reference, label="FD(real reference sample, unseen by the encoder, hold-out), domain encoder")
+    metrics["fd_synthetic"] = info(sim.fd_synthetic, label="FD(synthetic, hold-out), domain encoder, whitened")
+    metrics["fd_reference"] = info(sim.fd_reference, label="FD(real reference sample, unseen by the encoder, hold-out), domain encoder, whitened")
     k_syn = kid(f_syn, f_hold, seed=derive_seed(seed, "kid"), subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
     k_ref = kid(f_ref, f_hold, seed=derive_seed(seed, "kid"), subsets=cfg.kid_subsets, subset_size=cfg.kid_subset_size)
     metrics["kid_synthetic"] = info(k_syn.value, ci=k_syn.ci, label=f"KID(synthetic, hold-out), subsets of {k_syn.subset_size}")

@@ -1,0 +1,54 @@
+"""A mask-conditioned 3D cohort through the whole stage (store → validate_cohort → report):
+real hippocampus volumes with their own masks pass the Dice gate, with shuffled masks they fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from imaging.sample_dir import write_sample_dir
+from store.ingest import import_path
+from validation.config import ValidationConfig
+from validation.pipeline import validate_cohort
+from validation.verdict import FAILED
+
+pytestmark = pytest.mark.shared_data
+
+BUDGET = ValidationConfig(segmenter_epochs=20, segmenter_batch_size=4, encoder_epochs=2, bootstrap=50,
+                          kid_subsets=5, utility=False, tsne=False)
+
+
+@pytest.fixture()
+def hippocampus(shared_data, tmp_path):  # function scope: each test has its own SYNTHCOHORT_HOME
+    root = tmp_path / "hippo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for f in sorted((shared_data / "hippocampus" / "images").iterdir())[:48]:
+        shutil.copy(f, root / "images" / f.name)
+        shutil.copy(shared_data / "hippocampus" / "labels" / f.name, root / "labels" / f.name)
+    return import_path(root, modality="MR", class_name="hippocampus", val=0.25, test=0.25)
+
+
+def test_own_masks_pass_the_dice_gate_shuffled_masks_fail(hippocampus, tmp_path):
+    val = hippocampus.split("val")  # real volumes the segmenter never sees stand in for synthetic ones
+    assert val.masks is not None and len(val.images) >= 8
+    own = tmp_path / "own"
+    write_sample_dir(own, val.images, masks=val.masks, class_name="hippocampus", seed=0, model_id="mdl-real")
+    report = validate_cohort(hippocampus.id, "hippocampus", own, tmp_path / "r-own", config=BUDGET)
+    m = report.metrics
+    assert m["dsc_real"].value > 0.5  # the segmenter learnt the hippocampus
+    assert m["dice_ratio"].passed is True and m["dice_ratio"].threshold == 0.9, m["dice_ratio"]
+    assert m["s_fid"].passed is None and "informational" in m["s_fid"].label  # Dice decides in 3D
+    data = json.loads((tmp_path / "r-own" / "report.json").read_text())
+    assert data["metrics"]["dice_ratio"]["passed"] is True and (tmp_path / "r-own" / "report.html").is_file()
+
+    shuffled = tmp_path / "shuffled"
+    perm = np.roll(np.arange(len(val.masks)), 3)
+    write_sample_dir(shuffled, val.images, masks=val.masks[perm], class_name="hippocampus", seed=0, model_id="mdl-real")
+    bad = validate_cohort(hippocampus.id, "hippocampus", shuffled, tmp_path / "r-bad", config=BUDGET)
+    assert bad.metrics["dice_ratio"].passed is False and bad.metrics["dice_ratio"].value < 0.9
+    assert bad.metrics["dsc_real"].value == pytest.approx(m["dsc_real"].value)  # same seeded segmenter
+    assert bad.verdict == FAILED and any("dice_ratio" in r for r in bad.reasons)
