@@ -10,6 +10,7 @@ from synthcohort.errors import InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from generators.presets import PRESET_NAMES
     from generators.registry import available
 
     tr = subparsers.add_parser("train", help="train a generator on a dataset version; prints the model id")
@@ -20,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int, default=0, help="seed of initialisation and training (default 0)")
     tr.add_argument("--mask", action="store_true", help="condition on the dataset's masks")
     tr.add_argument("--config", help='family hyperparameters as JSON, e.g. \'{"batch_size": 16}\'')
+    tr.add_argument("--preset", default="auto", choices=PRESET_NAMES,
+                    help="small-data settings: auto (for a small 2D class without --config), small-data, none")
     tr.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: settings)")
     tr.add_argument("--model-id", help="continue this model (mdl-...) from its checkpoint, or name a new one")
     tr.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
@@ -55,7 +58,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         record = train_model(args.dataset, args.class_name, args.generator, steps=args.steps, seed=args.seed,
                              mask=args.mask, config=_parse_config(args.config), model_id=args.model_id,
-                             device=args.device, progress=bar, checkpoint_every=args.checkpoint_every)
+                             device=args.device, progress=bar, checkpoint_every=args.checkpoint_every,
+                             preset=args.preset)
     finally:
         bar.close()
     print(record.model_id)

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from generators.base import Generator, GeneratorSpec, TrainingData
+from generators.presets import resolve_preset
 from generators.registry import get_generator
 from imaging.sample_dir import write_sample_dir
 from store.atomic import atomic_write_text, sha256_file
@@ -54,6 +55,7 @@ class ModelRecord(BaseModel):
     seed: int
     mask_conditioned: bool
     config: dict[str, Any]
+    preset: str = "none"  # the preset merged under the user's config (generators.presets)
     spec: dict[str, Any]
     spacing: list[float] | None = None
     checkpoint_sha256: str | None = None
@@ -110,8 +112,11 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
                 mask: bool = False, config: dict | None = None, model_id: str | None = None,
                 device: str | None = None, progress: ProgressCallback | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                checkpoint_every: int | None = None) -> ModelRecord:
-    """Train (or resume) ``generator`` on the train split of ``dataset_id`` for ``class_name``."""
+                checkpoint_every: int | None = None, preset: str = "auto") -> ModelRecord:
+    """Train (or resume) ``generator`` on the train split of ``dataset_id`` for ``class_name``.
+
+    ``preset`` (:mod:`generators.presets`): "auto" uses the small-data settings for a small 2D
+    class when ``config`` is empty; "small-data" always merges them under ``config``; "none" never."""
     from store.datasets import DatasetStore
 
     family = get_generator(generator)
@@ -122,10 +127,13 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
     class_index = ds.class_index(class_name)
     if mask and not meta.has_masks:
         raise InvalidInputError(f"dataset {dataset_id} has no masks to condition on", field="mask")
-    cfg = _make_config(family, config, checkpoint_every)
     train = ds.split("train")
     if not np.any(train.labels == class_index):
         raise InvalidInputError(f"the train split of {dataset_id} has no {class_name!r} images", field="class")
+    preset_name, preset_fields = resolve_preset(
+        preset, family.name, class_train_images=int((train.labels == class_index).sum()),
+        spatial_dims=meta.spatial_dims, image_size=meta.image_size, user_config=config)
+    cfg = _make_config(family, {**preset_fields, **(config or {})}, checkpoint_every)
     spec = GeneratorSpec(spatial_dims=meta.spatial_dims, in_channels=meta.channels,
                          image_size=tuple(int(s) for s in meta.image_size),
                          num_classes=len(meta.classes), mask_conditioned=bool(mask))
@@ -154,6 +162,7 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
             model_id=model_id, dataset_id=dataset_id, class_name=class_name, class_index=class_index,
             classes=list(meta.classes), generator=family.name, steps=int(steps), step=model.step,
             status=status, seed=int(seed), mask_conditioned=bool(mask), config=model.config.model_dump(),
+            preset=preset_name,
             spec=asdict(spec), spacing=list(meta.spacing) if meta.spacing else None,
             checkpoint_sha256=sha, code_version=__version__, created_at=created_at, updated_at=_now(),
             history=_history_summary(model.history),

@@ -11,7 +11,8 @@ from validation.segmenter import train_segmenter
 
 pytestmark = pytest.mark.shared_data
 
-GRID = (16, 24, 16)  # about half of the 35×50×36 crops; divisible by 4 for the UNet
+GRID = (32, 48, 32)  # the import default for these 35×50×36 crops; at half size (16×24×16) the
+# masks of different patients overlap so much that shuffled masks scored 0.90 of the real Dice
 
 
 def load_pairs(root, n):

@@ -73,6 +73,17 @@ def test_relative_similarity_separates_real_from_shifted():
     assert any("below 2×feature dim" in w for w in few.warnings)
 
 
+def test_s_fid_interval_holds_the_estimate_for_a_cohort_far_from_real():
+    """At small N the raw bootstrap interval of a poor cohort lay above the estimate (duplicates
+    from resampling change FD's bias); the re-centred interval holds it and keeps a width."""
+    real, hold = gaussian(42, 16, 1), gaussian(42, 16, 2)
+    for shift in (0.0, 0.6, 2.0):
+        r = relative_similarity(real, gaussian(84, 16, 3, shift=shift), hold, seed=0, bootstrap=200)
+        assert r.ci[0] < r.s_fid < r.ci[1], (shift, r.s_fid, r.ci)
+        assert r.ci[1] / r.ci[0] > 1.1
+    assert r.s_fid < 0.2 and r.ci[1] < 0.5  # far from real: the interval stays far from the threshold
+
+
 def test_whitening_gives_identity_covariance_and_drops_dead_units():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) * [100, 1, 1, 1, 1, 1] + 3.0

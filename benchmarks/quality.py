@@ -1,0 +1,172 @@
+"""Does training with synthetic minority images find more rare cases than the classical remedies?
+
+For each dataset row of issue 7 (BreastMNIST malignant, 2.7:1; PneumoniaMNIST normal cut to 9:1)
+and each generator family: train class-conditionally on the real train split with the family's
+small-data preset (``generators.presets``) for a fixed number of steps, sample as many minority
+images as balance the classes, run the validation stage (S_FID with CI, coverage ratio, flags),
+and run the validation stage's utility protocol (``validation.utility``: a fixed small CNN,
+epoch picked on the real val split by balanced accuracy, scored on the real test split) for the
+synthetic cohort, for the cohort without the samples the stage flagged, and once for the five
+classical baselines, each over ``--seeds`` classifier seeds. Prints one table per dataset and
+writes everything (with per-seed values and sample grids) to ``benchmarks/results/``.
+
+Budget: steps, not minutes, so that a rerun with the same seeds reproduces the table on any
+machine. ``STEPS_15MIN`` holds, per family, the steps that took 15 minutes on this project's
+2-core CPU machine (measured; see ARCHITECTURE.md); ``--scale 0.33`` runs a 5-minute version.
+
+    python benchmarks/quality.py [--datasets breastmnist pneumoniamnist9to1] [--families ...]
+                                 [--scale 1.0] [--seeds 3] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from generators.base import GeneratorSpec, TrainingData  # noqa: E402
+from generators.presets import SMALL_DATA  # noqa: E402
+from generators.registry import available, get_generator  # noqa: E402
+from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
+from synthcohort.device import select_device  # noqa: E402
+from synthcohort.seeding import derive_seed  # noqa: E402
+from validation.config import ValidationConfig  # noqa: E402
+from validation.pipeline import RealSplit, validate_arrays  # noqa: E402
+from validation.report import grid, png_bytes  # noqa: E402
+from validation.utility import ARMS, utility_experiment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"
+DATASETS = {  # name → (file, minority class index, class names)
+    "breastmnist": ("breastmnist.npz", 0, ("malignant", "normal+benign")),
+    "pneumoniamnist9to1": ("pneumoniamnist_imbalanced9to1.npz", 0, ("normal", "pneumonia")),
+}
+# 7.5 × the steps each preset reached in 2 minutes on 2 idle cores (generators.presets.EVIDENCE)
+STEPS_15MIN = {"wgan-gp": 2250, "stylegan2": 1650, "dyngan": 6300, "diffusion": 3300}
+BASELINES = tuple(a for a in ARMS if a != "synthetic")
+METRICS = ("minority_recall", "balanced_accuracy", "auroc")
+
+
+def load(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    file = DATASETS[name][0]
+    with np.load(MEDMNIST / file) as d:
+        return {k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"].reshape(-1).astype(np.int64))
+                for k in ("train", "val", "test")}
+
+
+def utility_row(arm) -> dict:
+    return {"values": arm.values, "ci": arm.ci, "per_seed": arm.per_seed, "n_added": arm.n_added}
+
+
+def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> dict:
+    splits = load(name)
+    _, minority, class_names = DATASETS[name]
+    (x, y), (vx, vy), (tx, ty) = splits["train"], splits["val"], splits["test"]
+    counts = np.bincount(y)
+    n_bal = int(counts.max() - counts[minority])
+    u_seed = derive_seed(args.seed, "quality-utility")
+    u_kw = dict(minority=minority, num_classes=len(class_names), seed=u_seed, epochs=args.utility_epochs,
+                seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_bal)
+    print(f"\n== {name}: minority '{class_names[minority]}' {counts[minority]} vs {counts.max()} train images; "
+          f"adding {n_bal} per arm; utility over {args.seeds} seeds")
+    t0 = time.perf_counter()
+    base = utility_experiment((x, y), (vx, vy), (tx, ty), np.zeros((0, *x.shape[1:]), np.float32),
+                              arms=BASELINES, **u_kw)
+    result = {"dataset": name, "minority": class_names[minority], "n_added": n_bal,
+              "baselines": {k: utility_row(v) for k, v in base.items()},
+              "baseline_seconds": time.perf_counter() - t0, "families": {}}
+    spec = GeneratorSpec(2, 1, tuple(x.shape[-2:]), len(class_names))
+    data = TrainingData(x, y, class_names=class_names, dataset_id=name)
+    for fam in families:
+        family = get_generator(fam)
+        config = {**SMALL_DATA[fam], **json.loads(args.config).get(fam, {})}
+        steps = max(1, round(STEPS_15MIN[fam] * args.scale)) if args.steps is None else args.steps
+        model = family(spec, family.Config(**config), device=device, seed=args.seed)
+        t0 = time.perf_counter()
+        model.fit(data, steps)
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        syn = model.sample(n_bal, minority, seed=derive_seed(args.seed, "quality-sample"))
+        sample_s = time.perf_counter() - t0
+        report = validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), syn, class_index=minority,
+                                 class_names=class_names,
+                                 config=ValidationConfig(seed=args.seed, utility=False, tsne=False))
+        flagged = np.array(sorted(report.flagged), dtype=np.int64)
+        keep = np.setdiff1d(np.arange(len(syn)), flagged)
+        arms = {"synthetic": utility_experiment((x, y), (vx, vy), (tx, ty), syn, arms=("synthetic",), **u_kw)["synthetic"]}
+        if len(flagged) and len(keep):
+            arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
+                                                             **u_kw)["synthetic"]
+        m = report.metrics
+        result["families"][fam] = {
+            "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
+            "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed},
+            "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
+            "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
+            "n_flagged": int(len(flagged)), "verdict": report.verdict,
+            "utility": {k: utility_row(v) for k, v in arms.items()},
+        }
+        atomic_write_bytes(out_dir / f"{name}-{fam}-samples.png", png_bytes(grid(syn[:64]), scale=2))
+        print(f"  {fam}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
+              f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
+    print_table(result)
+    return result
+
+
+def _fmt(v: float, ci=None) -> str:
+    return f"{v:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
+
+
+def print_table(r: dict) -> None:
+    print(f"\n{r['dataset']} ({r['minority']}): mean over seeds, 95% CI over test images")
+    head = f"{'method':28s} {'S_FID [95% CI]':20s} {'cov':>5s} {'copies':>6s} {'flagged':>7s} " \
+           f"{'recall':>20s} {'bal. acc':>20s} {'AUROC':>20s}"
+    print(head)
+    print("-" * len(head))
+    for arm, u in r["baselines"].items():
+        print(f"{arm:28s} {'':20s} {'':>5s} {'':>6s} {'':>7s} " + " ".join(f"{_fmt(u['values'][k], u['ci'][k]):>20s}" for k in METRICS))
+    for fam, f in r["families"].items():
+        s = f["s_fid"]
+        for arm, u in f["utility"].items():
+            label = fam + ("" if arm == "synthetic" else " (unflagged only)")
+            sim = _fmt(s["value"], s["ci"]) if arm == "synthetic" else ""
+            print(f"{label:28s} {sim:20s} {f['coverage_ratio']:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} "
+                  + " ".join(f"{_fmt(u['values'][k], u['ci'][k]):>20s}" for k in METRICS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--families", nargs="*", default=None)
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the 15-minute step budget")
+    ap.add_argument("--steps", type=int, default=None, help="the same step count for every family instead")
+    ap.add_argument("--seeds", type=int, default=3, help="classifier seeds of the utility protocol")
+    ap.add_argument("--utility-epochs", type=int, default=6)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of the preset')
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    device = select_device(args.device)
+    families = args.families or available()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = ROOT / "benchmarks" / "results" / f"quality-{stamp}"
+    print(f"device {device}; families {families}; step budget ×{args.scale} of STEPS_15MIN" if args.steps is None
+          else f"device {device}; families {families}; {args.steps} steps each")
+    results = [run_dataset(name, families, args, device, out_dir) for name in args.datasets]
+    atomic_write_text(out_dir / "quality.json", json.dumps(
+        {"device": str(device), "args": vars(args), "steps_15min": STEPS_15MIN, "results": results}, indent=2))
+    print(f"\nwrote {out_dir}/quality.json and the sample grids")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Small-data presets: the family settings used when a class is small and the user gave none.
+
+Minority classes hold 60–400 training images at 28–64 px. The families' own defaults follow
+their papers (StyleGAN2-ADA's auto config has 512-wide layers, DynGAN's ADA moves p over 100k
+images); on two CPU cores in a 15-minute budget those either take too few steps or let the
+discriminator memorise the class. A preset is a set of config fields merged *under* the user's
+own config; the model record keeps the preset's name and the resulting config.
+
+How each preset was chosen is measured, not assumed: ``benchmarks/generator_quality.py`` on
+BreastMNIST (147 malignant / 399 benign train images, 28×28), 2 minutes per variant on two CPU
+cores, 4×4-pooled pixel Fréchet distance of 256 malignant samples to the 21 real val images
+(real train vs val: 0.045). The numbers are in :data:`EVIDENCE` and in ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from synthcohort.errors import InvalidInputError
+
+PresetName = Literal["auto", "small-data", "none"]
+PRESET_NAMES: tuple[str, ...] = ("auto", "small-data", "none")
+
+SMALL_CLASS = 1000  # train images of the target class at or below which "auto" means small-data
+SMALL_SIDE = 64  # largest side (px) the small-data presets were measured for
+
+SMALL_DATA: dict[str, dict[str, Any]] = {
+    "wgan-gp": {"g_channels": 32, "d_channels": 32, "lr": 1e-4, "n_critic": 5, "batch_size": 32},
+    "stylegan2": {"z_dim": 128, "w_dim": 128, "channel_base": 1024, "channel_max": 128, "batch_size": 32,
+                  "ada_kimg": 100.0, "augment": True},
+    "dyngan": {"width": 64, "batch_size": 32, "ada_kimg": 100.0, "augment": True},
+    "diffusion": {"channels": (32, 64), "attention_levels": (False, True), "beta_schedule": "squaredcos_cap_v2",
+                  "sampling_steps": 25, "batch_size": 32},
+}
+
+# family → variant → (steps reached in 2 min, pooled-pixel FD after training); one seed each, so
+# differences under ~0.02 are within what a second seed could change. The chosen variant is first.
+EVIDENCE: dict[str, dict[str, tuple[int, float]]] = {
+    "wgan-gp": {"32 channels (chosen)": (300, 0.126), "64 channels": (100, 0.170)},
+    "stylegan2": {"channel_base 1024, max 128, ADA (chosen)": (220, 0.085),
+                  "same without ADA": (220, 0.094),
+                  "channel_base 4096, max 256 (ADA auto widths)": (20, 0.258)},
+    "dyngan": {"ADA (chosen)": (840, 0.093), "no augmentation": (900, 0.112)},
+    "diffusion": {"cosine schedule, 25 DDIM steps (chosen)": (440, 0.305),
+                  "cosine, 50 DDIM steps": (440, 0.355), "cosine, 10": (440, 0.352), "cosine, 100": (440, 0.596),
+                  "linear schedule, 50 DDIM steps": (440, 0.622)},
+}
+
+
+def resolve_preset(preset: str, family: str, *, class_train_images: int, spatial_dims: int,
+                   image_size: Sequence[int], user_config: dict | None) -> tuple[str, dict[str, Any]]:
+    """(the preset applied, its fields). "auto" applies small-data to a 2D class of at most
+    ``SMALL_CLASS`` train images and ``SMALL_SIDE`` px when the user gave no config; "none" and
+    an explicit user config under "auto" apply nothing."""
+    if preset not in PRESET_NAMES:
+        raise InvalidInputError(f"unknown preset {preset!r}; known: {', '.join(PRESET_NAMES)}", field="preset")
+    if preset == "auto":
+        small = spatial_dims == 2 and class_train_images <= SMALL_CLASS and max(image_size) <= SMALL_SIDE
+        preset = "small-data" if small and not user_config else "none"
+    if preset == "none":
+        return "none", {}
+    return "small-data", dict(SMALL_DATA.get(family, {}))

@@ -1,0 +1,70 @@
+"""Small-data presets: when they apply, how they merge with the user's config, what is recorded."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+import pytest
+
+from generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
+from generators.registry import available, get_generator
+from synthcohort.cli import main
+from synthcohort.errors import InvalidInputError
+
+
+def test_auto_applies_to_small_2d_classes_without_a_user_config():
+    small = dict(class_train_images=147, spatial_dims=2, image_size=(28, 28))
+    assert resolve_preset("auto", "stylegan2", user_config=None, **small) == ("small-data", SMALL_DATA["stylegan2"])
+    assert resolve_preset("auto", "stylegan2", user_config={}, **small)[0] == "small-data"
+    assert resolve_preset("auto", "stylegan2", user_config={"batch_size": 8}, **small) == ("none", {})
+    assert resolve_preset("auto", "wgan-gp", user_config=None, class_train_images=5000, spatial_dims=2,
+                          image_size=(28, 28)) == ("none", {})
+    assert resolve_preset("auto", "wgan-gp", user_config=None, class_train_images=100, spatial_dims=3,
+                          image_size=(32, 48, 32)) == ("none", {})
+    assert resolve_preset("auto", "wgan-gp", user_config=None, class_train_images=100, spatial_dims=2,
+                          image_size=(128, 128)) == ("none", {})
+    # asked for explicitly, it applies under a user config too (the caller merges the user's on top)
+    assert resolve_preset("small-data", "dyngan", user_config={"batch_size": 8}, **small)[0] == "small-data"
+    assert resolve_preset("none", "dyngan", user_config=None, **small) == ("none", {})
+    with pytest.raises(InvalidInputError) as err:
+        resolve_preset("tiny", "dyngan", user_config=None, **small)
+    assert err.value.field == "preset" and "tiny" in str(err.value)
+
+
+def test_every_preset_is_a_valid_config_of_its_family():
+    assert set(SMALL_DATA) == set(available())
+    for name, fields in SMALL_DATA.items():
+        cfg = get_generator(name).Config(**fields)
+        assert all(getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v) for k, v in fields.items())
+
+
+def test_api_accepts_the_same_preset_names():
+    from api.schemas import CohortCreate, ModelCreate, Preset
+
+    assert typing.get_args(Preset) == PRESET_NAMES
+    assert ModelCreate.model_fields["preset"].default == "auto" == CohortCreate.model_fields["preset"].default
+
+
+def test_train_records_the_preset_and_the_user_config_wins(shared_data, capsys, synthcohort_home):
+    assert main(["datasets", "import", str(shared_data / "medmnist" / "breastmnist.npz"), "--classes",
+                 "malignant,benign"]) == 0
+    dataset_id = capsys.readouterr().out.strip().splitlines()[-1]
+
+    def train(*extra: str) -> dict:
+        assert main(["train", "--dataset", dataset_id, "--class", "malignant", "--generator", "wgan-gp", "--steps",
+                     "1", "--device", "cpu", *extra]) == 0
+        model_id = capsys.readouterr().out.strip()
+        return json.loads((synthcohort_home / "models" / model_id / "model.json").read_text())
+
+    auto = train()  # 147 malignant 28×28 images, no config: small-data
+    assert auto["preset"] == "small-data"
+    assert all(auto["config"][k] == v for k, v in SMALL_DATA["wgan-gp"].items())
+    own = train("--config", json.dumps({"g_channels": 8, "d_channels": 8, "n_critic": 1}))
+    assert own["preset"] == "none" and own["config"]["g_channels"] == 8
+    both = train("--preset", "small-data", "--config", json.dumps({"g_channels": 8, "d_channels": 8}))
+    assert both["preset"] == "small-data" and both["config"]["g_channels"] == 8
+    assert both["config"]["lr"] == SMALL_DATA["wgan-gp"]["lr"]
+    with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
+        main(["train", "--dataset", dataset_id, "--class", "malignant", "--generator", "wgan-gp", "--preset", "big"])
+    assert bad.value.code == 2 and "--preset" in capsys.readouterr().err
