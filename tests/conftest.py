@@ -38,3 +38,21 @@ def shared_data() -> Path:
             pytest.fail(f"real test data missing at {SHARED_DATA}")
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def hippocampus_subset(shared_data, tmp_path):
+    """A function n → a folder with the first n hippocampus image/label pairs (copies: the
+    store may not be pointed at ../shared/data for tests that change the folder)."""
+    import shutil
+
+    def make(n: int) -> Path:
+        root = tmp_path / f"hippo-{n}"
+        (root / "images").mkdir(parents=True)
+        (root / "labels").mkdir()
+        for f in sorted((shared_data / "hippocampus" / "images").iterdir())[:n]:
+            shutil.copy(f, root / "images" / f.name)
+            shutil.copy(shared_data / "hippocampus" / "labels" / f.name, root / "labels" / f.name)
+        return root
+
+    return make

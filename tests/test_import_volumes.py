@@ -16,14 +16,8 @@ pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture
-def hippo_subset(shared_data, tmp_path):
-    root = tmp_path / "hippo"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for f in sorted((shared_data / "hippocampus" / "images").iterdir())[:10]:
-        shutil.copy(f, root / "images" / f.name)
-        shutil.copy(shared_data / "hippocampus" / "labels" / f.name, root / "labels" / f.name)
-    return root
+def hippo_subset(hippocampus_subset):
+    return hippocampus_subset(10)
 
 
 def test_hippocampus_subset_with_masks(hippo_subset):

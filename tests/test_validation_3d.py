@@ -4,7 +4,6 @@ real hippocampus volumes with their own masks pass the Dice gate, with shuffled 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -22,14 +21,8 @@ BUDGET = ValidationConfig(segmenter_epochs=20, segmenter_batch_size=4, encoder_e
 
 
 @pytest.fixture()
-def hippocampus(shared_data, tmp_path):  # function scope: each test has its own SYNTHCOHORT_HOME
-    root = tmp_path / "hippo"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for f in sorted((shared_data / "hippocampus" / "images").iterdir())[:48]:
-        shutil.copy(f, root / "images" / f.name)
-        shutil.copy(shared_data / "hippocampus" / "labels" / f.name, root / "labels" / f.name)
-    return import_path(root, modality="MR", class_name="hippocampus", val=0.25, test=0.25)
+def hippocampus(hippocampus_subset):  # function scope: each test has its own SYNTHCOHORT_HOME
+    return import_path(hippocampus_subset(48), modality="MR", class_name="hippocampus", val=0.25, test=0.25)
 
 
 def test_own_masks_pass_the_dice_gate_shuffled_masks_fail(hippocampus, tmp_path):
