@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from generators.presets import PresetName
 from validation.config import MIN_SAMPLES
 
 T = TypeVar("T")
@@ -17,7 +18,6 @@ MAX_COHORT_COUNT = 100_000
 MAX_STEPS = 10_000_000
 SampleFormat = Literal["png", "nifti", "dicom", "npz"]
 ArchiveKind = Literal["zip", "tar", "tar.gz"]
-Preset = Literal["auto", "small-data", "none"]  # generators.presets.PRESET_NAMES
 PRESET_HELP = ("Small-data settings merged under `config`: auto (for a small 2D class when `config` is empty), "
                "small-data, none.")
 
@@ -88,7 +88,7 @@ class ModelCreate(Request):
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     mask: bool = False
     config: dict[str, Any] = Field(default_factory=dict)
-    preset: Preset = Field(default="auto", description=PRESET_HELP)
+    preset: PresetName = Field(default="auto", description=PRESET_HELP)
 
 
 class ModelAccepted(BaseModel):
@@ -124,7 +124,7 @@ class CohortCreate(Request):
     generator: str | None = Field(default=None, max_length=40)
     train_steps: int | None = Field(default=None, gt=0, le=MAX_STEPS)
     config: dict[str, Any] = Field(default_factory=dict, description="Generator config when training.")
-    preset: Preset = Field(default="auto", description=PRESET_HELP + " (when training)")
+    preset: PresetName = Field(default="auto", description=PRESET_HELP + " (when training)")
     mask: bool = Field(default=False, description="Train mask-conditioned (when training).")
     validation: dict[str, Any] | None = Field(default=None, description="Validation config overrides.")
     count: int = Field(ge=MIN_SAMPLES, le=MAX_COHORT_COUNT,

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generators.base import GeneratorSpec, TrainingData  # noqa: E402
 from generators.presets import SMALL_DATA  # noqa: E402
 from generators.registry import available, get_generator  # noqa: E402
+from imaging.readers import read_medmnist  # noqa: E402
 from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from synthcohort.device import select_device  # noqa: E402
 from synthcohort.seeding import derive_seed  # noqa: E402
@@ -54,19 +55,12 @@ BASELINES = tuple(a for a in ARMS if a != "synthetic")
 METRICS = ("minority_recall", "balanced_accuracy", "auroc")
 
 
-def load(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    file = DATASETS[name][0]
-    with np.load(MEDMNIST / file) as d:
-        return {k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"].reshape(-1).astype(np.int64))
-                for k in ("train", "val", "test")}
-
-
 def utility_row(arm) -> dict:
     return {"values": arm.values, "ci": arm.ci, "per_seed": arm.per_seed, "n_added": arm.n_added}
 
 
 def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> dict:
-    splits = load(name)
+    splits = read_medmnist(MEDMNIST / DATASETS[name][0]).unit_float()
     _, minority, class_names = DATASETS[name]
     (x, y), (vx, vy), (tx, ty) = splits["train"], splits["val"], splits["test"]
     counts = np.bincount(y)

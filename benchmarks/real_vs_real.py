@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imaging.readers import read_medmnist  # noqa: E402
 from store.atomic import atomic_write_text  # noqa: E402
 from validation.config import ValidationConfig  # noqa: E402
 from validation.calibration import real_vs_real_split  # noqa: E402
@@ -43,11 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     path = MEDMNIST / f"{args.dataset}.npz"
     print(f"{args.dataset} class {args.class_index}: {args.splits} real-vs-real splits (utility off)")
     print(f"{'seed':>4s} {'N':>4s} {'S_FID':>6s} {'95% CI':>15s} {'cov':>5s} {'H':>5s} {'copies':>6s} verdict")
+    splits = read_medmnist(path).unit_float()
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.splits):
         t0 = time.perf_counter()
-        with np.load(path) as d:
-            splits = {k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"]) for k in ("train", "val", "test")}
         rvr = real_vs_real_split(splits, args.class_index, seed=seed)
         cohort = rvr.cohort
         report = validate_arrays(rvr.train, rvr.val, rvr.test, cohort, class_index=args.class_index,

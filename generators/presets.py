@@ -15,12 +15,12 @@ cores, 4×4-pooled pixel Fréchet distance of 256 malignant samples to the 21 re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from synthcohort.errors import InvalidInputError
 
 PresetName = Literal["auto", "small-data", "none"]
-PRESET_NAMES: tuple[str, ...] = ("auto", "small-data", "none")
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 
 SMALL_CLASS = 1000  # train images of the target class at or below which "auto" means small-data
 SMALL_SIDE = 64  # largest side (px) the small-data presets were measured for

@@ -71,6 +71,24 @@ class MedmnistSplits:
     images: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
 
+    @property
+    def layout(self) -> str:
+        """"grey" (N, H, W), "rgb" (N, H, W, 3) or "volume" (N, D, H, W)."""
+        shape = self.images["train"].shape[1:]
+        if len(shape) == 3 and shape[-1] == 3:
+            return "rgb"
+        return "grey" if len(shape) == 2 else "volume"
+
+    def channel_first(self, split: str) -> np.ndarray:
+        """The split's images as (N, C, *spatial), raw values."""
+        x = self.images[split]
+        return np.moveaxis(x, -1, 1) if self.layout == "rgb" else x[:, None]
+
+    def unit_float(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every split as (images (N, C, *spatial) float32 in [0, 1], labels (N,) int64): the
+        arrays the generators' and validation stage's array APIs take. MedMNIST stores uint8."""
+        return {s: (self.channel_first(s).astype(np.float32) / 255.0, self.labels[s]) for s in self.images}
+
 
 def read_medmnist(path: Path) -> MedmnistSplits:
     """Read ``{train,val,test}_{images,labels}`` from a MedMNIST ``.npz`` (no pickles)."""

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from imaging.readers import read_medmnist
 from validation.calibration import real_vs_real_split
 from validation.config import ValidationConfig
 from validation.encoder import domain_encoder
@@ -21,17 +22,12 @@ pytestmark = pytest.mark.shared_data
 FAST = dict(bootstrap=50, kid_subsets=10, encoder_epochs=2, utility=False, tsne=False)
 
 
-def load_medmnist(path):
-    with np.load(path) as d:
-        return {k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"]) for k in ("train", "val", "test")}
-
-
 @pytest.fixture(scope="module")
 def pneumonia(shared_data, tmp_path_factory):
     """PneumoniaMNIST, minority class 'normal' (0) split real vs real (``validation.calibration``):
     half of its train+val images stay training data, the other half plays the synthetic cohort."""
-    rvr = real_vs_real_split(load_medmnist(shared_data / "medmnist" / "pneumoniamnist.npz"), 0, seed=0,
-                             max_other=1000)  # keeps the test's budget small
+    splits = read_medmnist(shared_data / "medmnist" / "pneumoniamnist.npz").unit_float()
+    rvr = real_vs_real_split(splits, 0, seed=0, max_other=1000)  # the cap keeps the test's budget small
     train = rvr.train
     # as the pipeline does: the encoder never sees the reference sample of validation seed 0
     ref = reference_indices(train.labels, 0, seed=reference_seed(0))
@@ -62,8 +58,8 @@ def test_real_vs_real_split_passes_the_2d_gates(pneumonia, tmp_path):
     assert m["s_fid"].ci[0] < m["s_fid"].value < m["s_fid"].ci[1]
     # the encoder bias is gone: an encoder trained *on* the reference images rates the same
     # split higher (its features pull the reference towards the hold-out). Across splits the
-    # clean S_FID centres near 1 (benchmarks/real_vs_real.py: median 1.055 over 5 splits,
-    # range 0.948-1.136); a single split's CI need not cover 1.0 (this one: about 1.14 ± 0.13).
+    # clean S_FID centres near 1 (benchmarks/real_vs_real.py: median 1.002 over 5 splits,
+    # range 0.990-1.131); a single split's CI need not cover 1.0 (this one: about 1.14 ± 0.13).
     biased_enc = domain_encoder(pneumonia["train"].images, pneumonia["train"].labels, seed=0,
                                 epochs=FAST["encoder_epochs"], cache_dir=tmp_path / "enc")
     biased = run({**pneumonia, "encoder": biased_enc}, pneumonia["synthetic"])
@@ -104,10 +100,10 @@ def test_real_vs_real_split_passes_the_2d_gates(pneumonia, tmp_path):
 def test_real_vs_real_breastmnist_passes_and_degraded_or_wrong_class_images_fail(shared_data):
     """The issue's acceptance case: a real-vs-real split of BreastMNIST malignant (N = 42 per set,
     below 2 × feature dim) passes the 2D gates with the pipeline's own encoder. Measured over
-    ten split seeds (``benchmarks/real_vs_real.py``): S_FID 0.96–1.28, all ten pass; before S_FID
+    ten split seeds (``benchmarks/real_vs_real.py``): S_FID 0.90–1.23, all ten pass; before S_FID
     was whitened it ranged 0.12–2.72 and three of ten passed. The gate must still see a real
     difference: the same images with noise (σ = 0.1) and images of the other class fail it."""
-    rvr = real_vs_real_split(load_medmnist(shared_data / "medmnist" / "breastmnist.npz"), 0, seed=0)
+    rvr = real_vs_real_split(read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float(), 0, seed=0)
     config = ValidationConfig(seed=0, utility=False, tsne=False, bootstrap=100)
     report = validate_arrays(rvr.train, rvr.val, rvr.test, rvr.cohort, class_index=0, config=config)
     m = report.metrics
@@ -188,9 +184,8 @@ def test_utility_arms_on_real_breastmnist(shared_data):
     by more than the noise of the test set."""
     from validation.utility import ARMS, build_arm, utility_experiment
 
-    d = np.load(shared_data / "medmnist" / "breastmnist.npz")
-    split = lambda k: (d[f"{k}_images"][:, None].astype(np.float32) / 255.0, d[f"{k}_labels"].reshape(-1).astype(np.int64))  # noqa: E731
-    (x, y), val, test = split("train"), split("val"), split("test")
+    splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
+    (x, y), val, test = splits["train"], splits["val"], splits["test"]
     extra = val[0][val[1] == 0]
     res = utility_experiment((x, y), val, test, extra, minority=0, num_classes=2, seed=0, epochs=2, bootstrap=30)
     assert set(res) == set(ARMS)

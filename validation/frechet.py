@@ -13,8 +13,9 @@ effect a statistic with two or three degrees of freedom and the ratio of two of 
 wildly. On BreastMNIST malignant (N = 42 per set, 32 features) real-vs-real S_FID ranged
 0.12–2.72 over ten splits (3 of 10 ≥ 0.90); after whitening with the covariance of the
 encoder's own training features (a fixed linear map fitted on images outside every compared
-set) it ranged 0.89–1.18 (9 of 10). Whitening changes the metric FD is measured in, not what
-is compared: the synthetic and real sides go through the same map.
+set) it ranged 0.90–1.23 (10 of 10, ``benchmarks/real_vs_real.py``). Whitening changes the
+metric FD is measured in, not what is compared: the synthetic and real sides go through the
+same map.
 """
 
 from __future__ import annotations

@@ -51,18 +51,16 @@ def import_medmnist(path: Path, opts: ImportOptions) -> DatasetBuild:
     modality = opts.modality or (known[1] if known else "other")
 
     sample_shape = raw.images["train"].shape[1:]
-    if len(sample_shape) == 3 and sample_shape[-1] == 3:
-        layout, spatial = "rgb", 2
-    else:
-        layout, spatial = ("grey", 2) if len(sample_shape) == 2 else ("volume", 3)
+    layout = raw.layout
+    spatial = 3 if layout == "volume" else 2
     size = check_size(opts.size, spatial) if opts.size else None
     norm = opts.normalisation or default_normalisation(modality, raw.images["train"].dtype, volumetric=False)
 
     samples: list[LoadedSample] = []
     splits: dict[str, list[int]] = {}
     total = sum(len(v) for v in raw.labels.values())
-    for split, x in raw.images.items():
-        x = np.moveaxis(x, -1, 1) if layout == "rgb" else x[:, None]
+    for split in raw.images:
+        x = raw.channel_first(split)
         if norm["method"] == "divide":  # the same for every image: do it at once
             x = apply_normalisation(x, norm)
         splits[split] = []
