@@ -14,13 +14,21 @@ Budget: steps, not minutes, so that a rerun with the same seeds reproduces the t
 machine. ``STEPS_15MIN`` holds, per family, the steps that took 15 minutes on this project's
 2-core CPU machine (measured; see ARCHITECTURE.md); ``--scale 0.33`` runs a 5-minute version.
 
+Trained generators are kept in ``--models-dir`` (one checkpoint per dataset, family, seed, config
+and step count). A run whose checkpoint exists skips training; a longer budget resumes from the
+longest shorter one (resume is exact, ``generators.base.Generator.fit``), so ``--train-only``
+runs on several processes (``--threads 1`` each on a 2-core machine) followed by one evaluating
+run give the same table as one long run with the same thread count.
+
     python benchmarks/quality.py [--datasets breastmnist pneumoniamnist9to1] [--families ...]
-                                 [--scale 1.0] [--seeds 3] [--device auto]
+                                 [--scale 1.0] [--seeds 3] [--device auto] [--threads N]
+                                 [--train-only] [--models-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -28,17 +36,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generators.base import GeneratorSpec, TrainingData  # noqa: E402
+from generators.base import Generator, GeneratorSpec, TrainingData  # noqa: E402
 from generators.presets import SMALL_DATA  # noqa: E402
 from generators.registry import available, get_generator  # noqa: E402
 from imaging.readers import read_medmnist  # noqa: E402
 from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from synthcohort.device import select_device  # noqa: E402
 from synthcohort.seeding import derive_seed  # noqa: E402
-from validation.config import ValidationConfig  # noqa: E402
+from validation.config import MIN_SAMPLES, ValidationConfig  # noqa: E402
 from validation.pipeline import RealSplit, validate_arrays  # noqa: E402
 from validation.report import grid, png_bytes  # noqa: E402
 from validation.utility import ARMS, utility_experiment  # noqa: E402
@@ -71,8 +80,8 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
     print(f"\n== {name}: minority '{class_names[minority]}' {counts[minority]} vs {counts.max()} train images; "
           f"adding {n_bal} per arm; utility over {args.seeds} seeds")
     t0 = time.perf_counter()
-    base = utility_experiment((x, y), (vx, vy), (tx, ty), np.zeros((0, *x.shape[1:]), np.float32),
-                              arms=BASELINES, **u_kw)
+    base = {} if args.train_only else utility_experiment(
+        (x, y), (vx, vy), (tx, ty), np.zeros((0, *x.shape[1:]), np.float32), arms=BASELINES, **u_kw)
     result = {"dataset": name, "minority": class_names[minority], "n_added": n_bal,
               "baselines": {k: utility_row(v) for k, v in base.items()},
               "baseline_seconds": time.perf_counter() - t0, "families": {}}
@@ -82,26 +91,33 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         family = get_generator(fam)
         config = {**SMALL_DATA[fam], **json.loads(args.config).get(fam, {})}
         steps = max(1, round(STEPS_15MIN[fam] * args.scale)) if args.steps is None else args.steps
-        model = family(spec, family.Config(**config), device=device, seed=args.seed)
-        t0 = time.perf_counter()
-        model.fit(data, steps)
-        train_s = time.perf_counter() - t0
+        model, train_s = trained_model(name, fam, family, spec, config, steps, data, args, device)
+        if args.train_only:
+            continue
         t0 = time.perf_counter()
         syn = model.sample(n_bal, minority, seed=derive_seed(args.seed, "quality-sample"))
         sample_s = time.perf_counter() - t0
-        report = validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), syn, class_index=minority,
-                                 class_names=class_names,
-                                 config=ValidationConfig(seed=args.seed, utility=False, tsne=False))
+
+        def validate(images: np.ndarray):
+            return validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), images, class_index=minority,
+                                   class_names=class_names,
+                                   config=ValidationConfig(seed=args.seed, utility=False, tsne=False))
+
+        report = validate(syn)
         flagged = np.array(sorted(report.flagged), dtype=np.int64)
         keep = np.setdiff1d(np.arange(len(syn)), flagged)
         arms = {"synthetic": utility_experiment((x, y), (vx, vy), (tx, ty), syn, arms=("synthetic",), **u_kw)["synthetic"]}
-        if len(flagged) and len(keep):
+        s_fid_kept = None
+        if len(flagged) and len(keep) >= MIN_SAMPLES:  # what a user downloads: the unflagged samples
             arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
                                                              **u_kw)["synthetic"]
+            kept = validate(syn[keep]).metrics["s_fid"]
+            s_fid_kept = {"value": kept.value, "ci": kept.ci, "passed": kept.passed, "n": int(len(keep))}
         m = report.metrics
         result["families"][fam] = {
             "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
             "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed},
+            "s_fid_unflagged": s_fid_kept,
             "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
             "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
             "n_flagged": int(len(flagged)), "verdict": report.verdict,
@@ -110,8 +126,62 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         atomic_write_bytes(out_dir / f"{name}-{fam}-samples.png", png_bytes(grid(syn[:64]), scale=2))
         print(f"  {fam}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
               f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
-    print_table(result)
+    if not args.train_only:
+        result["beats_random_oversampling"] = beats_random_oversampling(result)
+        print_table(result)
     return result
+
+
+def beats_random_oversampling(r: dict, threshold: float = ValidationConfig().similarity_threshold) -> list[str]:
+    """The issue's acceptance per dataset: the cohorts (a family, or its unflagged part) whose
+    family reaches S_FID ≥ the gate and whose arm beats random oversampling on minority recall at
+    equal or better balanced accuracy (means over the classifier seeds). The unflagged part is
+    judged by its own S_FID: it is what a user downloads."""
+    ros = r["baselines"]["random_oversampling"]["values"]
+    winners = []
+    for fam, f in r["families"].items():
+        for arm, u in f["utility"].items():
+            s_fid = f["s_fid"] if arm == "synthetic" else f.get("s_fid_unflagged")
+            v = u["values"]
+            if s_fid is None or s_fid["value"] < threshold:
+                continue
+            if v["minority_recall"] > ros["minority_recall"] and v["balanced_accuracy"] >= ros["balanced_accuracy"]:
+                winners.append(fam if arm == "synthetic" else f"{fam} (unflagged only)")
+    return winners
+
+
+def trained_model(dataset: str, fam: str, family, spec: GeneratorSpec, config: dict, steps: int,
+                  data: TrainingData, args, device) -> tuple[Generator, float]:
+    """The family trained for ``steps``: from the checkpoint cache when there, else trained
+    (resuming from the longest cached shorter run of the same dataset, family, seed and config)
+    and cached. Returns the model and the seconds of training this run spent."""
+    cfg = family.Config(**config)
+    key = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    stem = f"{dataset}-{fam}-seed{args.seed}-{key}"
+    models = Path(args.models_dir)
+    path = models / f"{stem}-{steps}.pt"
+    if path.is_file():
+        print(f"  {fam}: {steps} steps from the cache ({path.name})")
+        return Generator.load(path, device=device), 0.0
+    shorter = sorted((int(p.stem.rsplit("-", 1)[1]), p) for p in models.glob(f"{stem}-*.pt")
+                     if p.stem.rsplit("-", 1)[1].isdigit() and int(p.stem.rsplit("-", 1)[1]) < steps)
+    if shorter:
+        model = Generator.load(shorter[-1][1], device=device)
+        print(f"  {fam}: resuming at step {model.step} ({shorter[-1][1].name})")
+    else:
+        model = family(spec, cfg, device=device, seed=args.seed)
+    partial = models / f"{stem}-partial.ckpt"  # a run stopped mid-way continues from here
+    if partial.is_file():
+        ckpt = torch.load(partial, map_location="cpu", weights_only=False)
+        if model.step < int(ckpt["step"]) < steps:
+            model.load_checkpoint(ckpt)
+            print(f"  {fam}: continuing an interrupted run at step {model.step}")
+    model.config.checkpoint_every = max(1, steps // 10)
+    t0 = time.perf_counter()
+    model.fit(data, steps, checkpoint_path=partial)
+    train_s = time.perf_counter() - t0
+    partial.replace(path)
+    return model, train_s
 
 
 def _fmt(v: float, ci=None) -> str:
@@ -130,9 +200,13 @@ def print_table(r: dict) -> None:
         s = f["s_fid"]
         for arm, u in f["utility"].items():
             label = fam + ("" if arm == "synthetic" else " (unflagged only)")
-            sim = _fmt(s["value"], s["ci"]) if arm == "synthetic" else ""
+            s_arm = s if arm == "synthetic" else f.get("s_fid_unflagged")
+            sim = _fmt(s_arm["value"], s_arm["ci"]) if s_arm else ""
             print(f"{label:28s} {sim:20s} {f['coverage_ratio']:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} "
                   + " ".join(f"{_fmt(u['values'][k], u['ci'][k]):>20s}" for k in METRICS))
+    if "beats_random_oversampling" in r:
+        print("S_FID ≥ 0.90 and more minority recall than random oversampling at no lower balanced accuracy: "
+              + (", ".join(r["beats_random_oversampling"]) or "none"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,13 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the 15-minute step budget")
     ap.add_argument("--steps", type=int, default=None, help="the same step count for every family instead")
     ap.add_argument("--seeds", type=int, default=3, help="classifier seeds of the utility protocol")
-    ap.add_argument("--utility-epochs", type=int, default=6)
+    ap.add_argument("--utility-epochs", type=int, default=ValidationConfig().utility_epochs)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of the preset')
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (results depend on it on CPU)")
+    ap.add_argument("--train-only", action="store_true", help="train and cache the generators, evaluate nothing")
+    ap.add_argument("--models-dir", default=str(ROOT / "benchmarks" / "results" / "models"),
+                    help="checkpoint cache of the trained generators")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     device = select_device(args.device)
     families = args.families or available()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -156,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {device}; families {families}; step budget ×{args.scale} of STEPS_15MIN" if args.steps is None
           else f"device {device}; families {families}; {args.steps} steps each")
     results = [run_dataset(name, families, args, device, out_dir) for name in args.datasets]
+    if args.train_only:
+        print(f"\ntrained and cached in {args.models_dir}")
+        return 0
     atomic_write_text(out_dir / "quality.json", json.dumps(
         {"device": str(device), "args": vars(args), "steps_15min": STEPS_15MIN, "results": results}, indent=2))
     print(f"\nwrote {out_dir}/quality.json and the sample grids")

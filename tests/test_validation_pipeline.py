@@ -178,6 +178,20 @@ def test_same_seed_same_report(pneumonia):
     assert any("not trained without this validation's reference sample" in w for w in c.warnings)
 
 
+def test_utility_classifier_default_budget_learns_breastmnist(shared_data):
+    """The stage's default classifier budget must train the CNN properly, or every arm is judged
+    by an undertrained model (at 6 epochs 'no augmentation' had AUROC .75 and recall .43)."""
+    from validation.utility import utility_experiment
+
+    splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
+    (x, y), val, test = splits["train"], splits["val"], splits["test"]
+    none = np.zeros((0, *x.shape[1:]), np.float32)
+    res = utility_experiment((x, y), val, test, none, minority=0, num_classes=2, seed=1, seeds=2,
+                             bootstrap=0, arms=("none", "random_oversampling"), n_add=252)
+    assert res["none"].values["auroc"] >= 0.80, res["none"].values
+    assert res["random_oversampling"].values["minority_recall"] >= 0.65, res["random_oversampling"].values
+
+
 def test_utility_arms_on_real_breastmnist(shared_data):
     """Every arm trains the same classifier and is scored on the real test split with CIs; the
     'synthetic' arm here gets real val images, so it must not do worse than random oversampling

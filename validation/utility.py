@@ -21,6 +21,7 @@ from torch import nn
 from synthcohort.device import select_device
 from synthcohort.seeding import derive_seed, numpy_rng, torch_generator
 from synthcohort.settings import get_settings
+from validation.config import UTILITY_EPOCHS
 from validation.encoder import DomainEncoder
 
 ARMS = ("none", "weighted_loss", "random_oversampling", "smote", "augmentation", "synthetic")
@@ -152,7 +153,7 @@ def utility_experiment(
     minority: int,
     num_classes: int,
     seed: int,
-    epochs: int = 6,
+    epochs: int = UTILITY_EPOCHS,
     seeds: int = 1,
     batch_size: int = 64,
     bootstrap: int = 200,
