@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device(args.device)
     families = args.families or available()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = ROOT / "benchmarks" / "results" / f"quality-{stamp}"
+    out_dir = ROOT / "benchmarks" / "results" / f"quality-{stamp}-{os.getpid()}"  # runs side by side: own folders
     print(f"device {device}; families {families}; step budget ×{args.scale} of STEPS_15MIN" if args.steps is None
           else f"device {device}; families {families}; {args.steps} steps each")
     results = [run_dataset(name, families, args, device, out_dir) for name in args.datasets]
