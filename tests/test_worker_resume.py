@@ -25,7 +25,8 @@ from tests.test_service_flow import TINY_WGAN, idem, upload_breastmnist
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
-STEPS = 16  # checkpoints every step (workers.tasks._checkpoint_every)
+STEPS = 100  # checkpoints every 5 steps (workers.tasks._checkpoint_every); the kill window [2, 96) lasts seconds
+# (at 16 steps an idle machine finished the whole job between two polls)
 CONFIG = dict(TINY_WGAN)
 SEED = 11
 
