@@ -48,7 +48,7 @@ from imaging.readers import read_medmnist  # noqa: E402
 from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from synthcohort.device import select_device  # noqa: E402
 from synthcohort.seeding import derive_seed  # noqa: E402
-from validation.config import MIN_SAMPLES, ValidationConfig  # noqa: E402
+from validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig  # noqa: E402
 from validation.pipeline import RealSplit, validate_arrays  # noqa: E402
 from validation.report import grid, png_bytes  # noqa: E402
 from validation.utility import ARMS, utility_experiment  # noqa: E402
@@ -112,8 +112,9 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         if len(flagged) and len(keep) >= MIN_SAMPLES:  # what a user downloads: the unflagged samples
             arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
                                                              **u_kw)["synthetic"]
-            kept = validate(syn[keep]).metrics["s_fid"]
-            s_fid_kept = {"value": kept.value, "ci": kept.ci, "passed": kept.passed, "n": int(len(keep))}
+            kept = validate(syn[keep]).metrics
+            s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
+                          "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
         m = report.metrics
         result["families"][fam] = {
             "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
@@ -164,8 +165,8 @@ def trained_model(dataset: str, fam: str, family, spec: GeneratorSpec, config: d
     if path.is_file():
         print(f"  {fam}: {steps} steps from the cache ({path.name})")
         return Generator.load(path, device=device), 0.0
-    shorter = sorted((int(p.stem.rsplit("-", 1)[1]), p) for p in models.glob(f"{stem}-*.pt")
-                     if p.stem.rsplit("-", 1)[1].isdigit() and int(p.stem.rsplit("-", 1)[1]) < steps)
+    cached = ((p.stem.rsplit("-", 1)[1], p) for p in models.glob(f"{stem}-*.pt"))
+    shorter = sorted((int(n), p) for n, p in cached if n.isdigit() and int(n) < steps)
     if shorter:
         model = Generator.load(shorter[-1][1], device=device)
         print(f"  {fam}: resuming at step {model.step} ({shorter[-1][1].name})")
@@ -203,10 +204,12 @@ def print_table(r: dict) -> None:
             label = fam + ("" if arm == "synthetic" else " (unflagged only)")
             s_arm = s if arm == "synthetic" else f.get("s_fid_unflagged")
             sim = _fmt(s_arm["value"], s_arm["ci"]) if s_arm else ""
-            print(f"{label:28s} {sim:20s} {f['coverage_ratio']:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} "
+            cov = f["coverage_ratio"] if arm == "synthetic" or not s_arm else s_arm["coverage_ratio"]
+            print(f"{label:28s} {sim:20s} {cov:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} "
                   + " ".join(f"{_fmt(u['values'][k], u['ci'][k]):>20s}" for k in METRICS))
     if "beats_random_oversampling" in r:
-        print("S_FID ≥ 0.90 and more minority recall than random oversampling at no lower balanced accuracy: "
+        print(f"S_FID ≥ {ValidationConfig().similarity_threshold:.2f} and more minority recall than random oversampling "
+              "at no lower balanced accuracy: "
               + (", ".join(r["beats_random_oversampling"]) or "none"))
 
 
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the 15-minute step budget")
     ap.add_argument("--steps", type=int, default=None, help="the same step count for every family instead")
     ap.add_argument("--seeds", type=int, default=3, help="classifier seeds of the utility protocol")
-    ap.add_argument("--utility-epochs", type=int, default=ValidationConfig().utility_epochs)
+    ap.add_argument("--utility-epochs", type=int, default=UTILITY_EPOCHS)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of the preset')
