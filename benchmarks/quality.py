@@ -116,6 +116,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         # the real class) show how much of a difference between two cohorts is the estimate's noise.
         v_seeds = [args.seed + i for i in range(max(1, args.validation_seeds))]
         by_seed = [m["s_fid"].value] + [validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
+        median = float(np.median(by_seed))
         flagged = np.array(sorted(report.flagged), dtype=np.int64)
         keep = np.setdiff1d(np.arange(len(syn)), flagged)
         arms = {} if args.similarity_only else {
@@ -130,7 +131,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         result["families"][fam] = {
             "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
             "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
-                      "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": float(np.median(by_seed))},
+                      "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": median},
             "s_fid_unflagged": s_fid_kept,
             "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
             "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
@@ -142,7 +143,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
               f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
         if len(v_seeds) > 1:
             print(f"  {fam}: S_FID at validation seeds {v_seeds[0]}–{v_seeds[-1]}: "
-                  + " ".join(f"{v:.3f}" for v in by_seed) + f" (median {np.median(by_seed):.3f})")
+                  + " ".join(f"{v:.3f}" for v in by_seed) + f" (median {median:.3f})")
     if not args.train_only:
         if not args.similarity_only:
             result["beats_random_oversampling"] = beats_random_oversampling(result)
