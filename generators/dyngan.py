@@ -54,6 +54,7 @@ from synthcohort.seeding import derive_seed, numpy_rng
 class DynGANConfig(GeneratorConfig):
     z_dim: int = 128
     width: int = 64
+    residual: bool = False  # residual blocks in G and D (two convolutions per resolution)
     embed_dim: int = 32
     feature_dim: int = 128
     lr_g: float = 0.002
@@ -97,9 +98,10 @@ class DynGAN(Generator):
         res = self.canvas.side
         self.G = DynGANGenerator(z_dim=cfg.z_dim, num_labels=num_labels, resolution=res,
                                  img_channels=spec.in_channels, width=cfg.width,
-                                 embed_dim=cfg.embed_dim).to(self.device)
+                                 embed_dim=cfg.embed_dim, residual=cfg.residual).to(self.device)
         self.D = DynGANDiscriminator(num_labels=num_labels, resolution=res, img_channels=spec.in_channels,
-                                     width=cfg.width, feature_dim=cfg.feature_dim).to(self.device)
+                                     width=cfg.width, feature_dim=cfg.feature_dim,
+                                     residual=cfg.residual).to(self.device)
         self.G_ema = EMA(self.G, cfg.ema_decay).to(self.device)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
         ratio = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy R1 (StyleGAN2 Appendix B)

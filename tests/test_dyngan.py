@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from generators.base import Generator, GeneratorSpec, TrainingData
+from generators.nets.dyngan_discriminator import DynGANDiscriminator
+from generators.nets.dyngan_generator import DynGANGenerator
 from generators.pixel_frechet import pixel_frechet_distance
 from generators.registry import get_generator
 
@@ -65,9 +67,10 @@ def breast_malignant(shared_data) -> TrainingData:
 SMALL = dict(batch_size=16, z_dim=32, width=16, feature_dim=32, log_every=10, repartition_every=40)
 
 
-def test_short_training_moves_samples_towards_real_malignant_images(breast_malignant):
+@pytest.mark.parametrize("residual", [False, True], ids=["dcgan-blocks", "residual-blocks"])
+def test_short_training_moves_samples_towards_real_malignant_images(breast_malignant, residual):
     family = get_generator("dyngan")
-    model = family(GeneratorSpec(2, 1, (28, 28), 1), family.Config(**SMALL), seed=0)
+    model = family(GeneratorSpec(2, 1, (28, 28), 1), family.Config(**SMALL, residual=residual), seed=0)
     real = breast_malignant.images
     before = pixel_frechet_distance(real, model.sample(128, 0, seed=1))
     model.fit(breast_malignant, 80)
@@ -76,6 +79,26 @@ def test_short_training_moves_samples_towards_real_malignant_images(breast_malig
     assert sample.shape == (128, 1, 28, 28)
     assert after < 0.5 * before, (before, after)
     assert {"partitions", "collapsed", "p"} <= set(model.history[-1])
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["dcgan-blocks", "residual-blocks"])
+def test_nets_treat_each_image_on_its_own(residual):
+    """An image's output, logit and features do not depend on the batch around it (monitoring
+    and seeded sampling rely on it), and the residual stacks keep unit-scale activations at init."""
+    torch.manual_seed(0)
+    G = DynGANGenerator(z_dim=16, num_labels=3, resolution=32, img_channels=1, width=16, residual=residual)
+    D = DynGANDiscriminator(num_labels=3, resolution=32, img_channels=1, width=16, residual=residual)
+    z, y = torch.randn(6, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        x = G(z, y)
+        assert x.shape == (6, 1, 32, 32) and x.abs().max() <= 1
+        torch.testing.assert_close(G(z[2:3], y[2:3]), x[2:3])
+        torch.testing.assert_close(D(x[2:3], y[2:3]), D(x, y)[2:3])
+        torch.testing.assert_close(D.features(x[:1]), D.features(x)[:1])
+        h = G.blocks(G.fc(torch.cat([z, G.embed(y)], 1)).view(6, G.ch0, 4, 4))
+    assert 0.1 < h.std() < 10, h.std()  # neither vanishing nor exploding through the blocks
+    with pytest.raises(ValueError, match="power of two"):
+        DynGANGenerator(z_dim=16, num_labels=1, resolution=28, img_channels=1, residual=residual)
 
 
 def _flat(obj, prefix=""):
