@@ -50,9 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generators.base import Generator, GeneratorSpec, TrainingData  # noqa: E402
 from generators.presets import SMALL_DATA  # noqa: E402
 from generators.registry import available, get_generator  # noqa: E402
+from generators.rejection import RejectionStats, rejection_sample  # noqa: E402
 from imaging.readers import read_medmnist  # noqa: E402
 from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from synthcohort.device import select_device  # noqa: E402
+from synthcohort.errors import InvalidInputError  # noqa: E402
 from synthcohort.seeding import derive_seed  # noqa: E402
 from validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig  # noqa: E402
 from validation.pipeline import RealSplit, validate_arrays  # noqa: E402
@@ -102,7 +104,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         if args.train_only:
             continue
         t0 = time.perf_counter()
-        syn = model.sample(n_bal, minority, seed=derive_seed(args.seed, "quality-sample"))
+        syn, drs = draw_cohort(model, n_bal, minority, args)
         sample_s = time.perf_counter() - t0
 
         def validate(images: np.ndarray, seed: int = args.seed):
@@ -130,6 +132,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
                           "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
         result["families"][fam] = {
             "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
+            "rejection": drs.as_dict() if drs else None,
             "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
                       "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": median},
             "s_fid_unflagged": s_fid_kept,
@@ -139,6 +142,9 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
             "utility": {k: utility_row(v) for k, v in arms.items()},
         }
         atomic_write_bytes(out_dir / f"{name}-{fam}-samples.png", png_bytes(grid(syn[:64]), scale=2))
+        if drs:
+            print(f"  {fam}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
+                  f"{drs.accepted} of {drs.candidates} draws ({drs.acceptance_rate:.0%})")
         print(f"  {fam}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
               f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
         if len(v_seeds) > 1:
@@ -149,6 +155,18 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
             result["beats_random_oversampling"] = beats_random_oversampling(result)
         print_table(result)
     return result
+
+
+def draw_cohort(model: Generator, n: int, minority: int, args) -> tuple[np.ndarray, RejectionStats | None]:
+    """The cohort: ``n`` plain draws, or with ``--rejection P`` draws accepted by the family's
+    discriminator (``generators.rejection``) where it has a logistic one."""
+    seed = derive_seed(args.seed, "quality-sample")
+    if args.rejection is not None:
+        try:
+            return rejection_sample(model, n, minority, seed=seed, percentile=args.rejection)
+        except InvalidInputError as e:
+            print(f"  {model.name}: {e.reason}; its cohort is drawn without rejection")
+    return model.sample(n, minority, seed=seed), None
 
 
 def beats_random_oversampling(r: dict, threshold: float = ValidationConfig().similarity_threshold) -> list[str]:
@@ -203,6 +221,12 @@ def trained_model(dataset: str, fam: str, family, spec: GeneratorSpec, config: d
     return model, train_s
 
 
+def family_label(fam: str, f: dict, arm: str) -> str:
+    """A family row's name in the tables: the family, how its cohort was drawn, which part."""
+    drs = f.get("rejection")
+    return fam + (f" DRS p{drs['percentile']:g}" if drs else "") + ("" if arm == "synthetic" else " (unflagged only)")
+
+
 def _fmt(v: float, ci=None) -> str:
     return f"{v:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
 
@@ -218,7 +242,7 @@ def print_table(r: dict) -> None:
     for fam, f in r["families"].items():
         s = f["s_fid"]
         for arm, u in (f["utility"] or {"synthetic": None}).items():  # None: --similarity-only
-            label = fam + ("" if arm == "synthetic" else " (unflagged only)")
+            label = family_label(fam, f, arm)
             s_arm = s if arm == "synthetic" else f.get("s_fid_unflagged")
             sim = _fmt(s_arm["value"], s_arm["ci"]) if s_arm else ""
             cov = f["coverage_ratio"] if arm == "synthetic" or not s_arm else s_arm["coverage_ratio"]
@@ -248,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="validate the cohorts but run no utility protocol (to compare generator variants quickly)")
     ap.add_argument("--validation-seeds", type=int, default=1,
                     help="also report S_FID at validation seeds --seed+1 … (the gate stays at --seed)")
+    ap.add_argument("--rejection", type=float, default=None, metavar="PERCENTILE",
+                    help="draw GAN cohorts by discriminator rejection sampling, γ at this percentile")
     ap.add_argument("--models-dir", default=str(ROOT / "benchmarks" / "results" / "models"),
                     help="checkpoint cache of the trained generators")
     args = ap.parse_args(argv)

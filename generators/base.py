@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from store.atomic import atomic_path
 from synthcohort import __version__
+from synthcohort.errors import InvalidInputError
 from synthcohort.progress import EtaClock, Progress, ProgressCallback
 from synthcohort.seeding import derive_seed, torch_generator
 
@@ -121,6 +122,13 @@ class Generator(ABC):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def discriminator_logits(self, images: np.ndarray, class_index: int) -> np.ndarray:
+        """The discriminator's logit D̃(x) = log D(x)/(1 − D(x)) of images in [0, 1] of one class,
+        (N,) float: what :mod:`generators.rejection` accepts draws by. Only a family trained with
+        the logistic GAN loss has a D whose logit estimates log p_data/p_model."""
+        raise InvalidInputError(f"{self.name} has no logistic discriminator to reject samples with",
+                                field="rejection")
 
     # -- the shared training loop -----------------------------------------------------------
     def fit(self, data: TrainingData, steps: int, *, progress: ProgressCallback | None = None,
