@@ -103,53 +103,51 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         model, train_s = trained_model(name, fam, family, spec, config, steps, data, args, device)
         if args.train_only:
             continue
-        t0 = time.perf_counter()
-        syn, drs = draw_cohort(model, n_bal, minority, args)
-        sample_s = time.perf_counter() - t0
+        for row, syn, drs, sample_s in draw_cohorts(fam, model, n_bal, minority, args):
 
-        def validate(images: np.ndarray, seed: int = args.seed):
-            return validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), images, class_index=minority,
-                                   class_names=class_names,
-                                   config=ValidationConfig(seed=seed, utility=False, tsne=False))
+            def validate(images: np.ndarray, seed: int = args.seed):
+                return validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), images, class_index=minority,
+                                       class_names=class_names,
+                                       config=ValidationConfig(seed=seed, utility=False, tsne=False))
 
-        report = validate(syn)
-        m = report.metrics
-        # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
-        # the real class) show how much of a difference between two cohorts is the estimate's noise.
-        v_seeds = [args.seed + i for i in range(max(1, args.validation_seeds))]
-        by_seed = [m["s_fid"].value] + [validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
-        median = float(np.median(by_seed))
-        flagged = np.array(sorted(report.flagged), dtype=np.int64)
-        keep = np.setdiff1d(np.arange(len(syn)), flagged)
-        arms = {} if args.similarity_only else {
-            "synthetic": utility_experiment((x, y), (vx, vy), (tx, ty), syn, arms=("synthetic",), **u_kw)["synthetic"]}
-        s_fid_kept = None
-        if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:  # what a user downloads
-            arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
-                                                             **u_kw)["synthetic"]
-            kept = validate(syn[keep]).metrics
-            s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
-                          "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
-        result["families"][fam] = {
-            "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
-            "rejection": drs.as_dict() if drs else None,
-            "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
-                      "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": median},
-            "s_fid_unflagged": s_fid_kept,
-            "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
-            "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
-            "n_flagged": int(len(flagged)), "verdict": report.verdict,
-            "utility": {k: utility_row(v) for k, v in arms.items()},
-        }
-        atomic_write_bytes(out_dir / f"{name}-{fam}-samples.png", png_bytes(grid(syn[:64]), scale=2))
-        if drs:
-            print(f"  {fam}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
-                  f"{drs.accepted} of {drs.candidates} draws ({drs.acceptance_rate:.0%})")
-        print(f"  {fam}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
-              f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
-        if len(v_seeds) > 1:
-            print(f"  {fam}: S_FID at validation seeds {v_seeds[0]}–{v_seeds[-1]}: "
-                  + " ".join(f"{v:.3f}" for v in by_seed) + f" (median {median:.3f})")
+            report = validate(syn)
+            m = report.metrics
+            # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
+            # the real class) show how much of a difference between two cohorts is the estimate's noise.
+            v_seeds = [args.seed + i for i in range(max(1, args.validation_seeds))]
+            by_seed = [m["s_fid"].value] + [validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
+            median = float(np.median(by_seed))
+            flagged = np.array(sorted(report.flagged), dtype=np.int64)
+            keep = np.setdiff1d(np.arange(len(syn)), flagged)
+            arms = {} if args.similarity_only else {
+                "synthetic": utility_experiment((x, y), (vx, vy), (tx, ty), syn, arms=("synthetic",), **u_kw)["synthetic"]}
+            s_fid_kept = None
+            if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:  # what a user downloads
+                arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
+                                                                 **u_kw)["synthetic"]
+                kept = validate(syn[keep]).metrics
+                s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
+                              "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
+            result["families"][row] = {
+                "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
+                "rejection": drs.as_dict() if drs else None,
+                "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
+                          "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": median},
+                "s_fid_unflagged": s_fid_kept,
+                "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
+                "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
+                "n_flagged": int(len(flagged)), "verdict": report.verdict,
+                "utility": {k: utility_row(v) for k, v in arms.items()},
+            }
+            atomic_write_bytes(out_dir / f"{name}-{row.replace(' ', '-')}-samples.png", png_bytes(grid(syn[:64]), scale=2))
+            if drs:
+                print(f"  {row}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
+                      f"{drs.accepted} of {drs.candidates} draws ({drs.acceptance_rate:.0%})")
+            print(f"  {row}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
+                  f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
+            if len(v_seeds) > 1:
+                print(f"  {row}: S_FID at validation seeds {v_seeds[0]}–{v_seeds[-1]}: "
+                      + " ".join(f"{v:.3f}" for v in by_seed) + f" (median {median:.3f})")
     if not args.train_only:
         if not args.similarity_only:
             result["beats_random_oversampling"] = beats_random_oversampling(result)
@@ -157,16 +155,22 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
     return result
 
 
-def draw_cohort(model: Generator, n: int, minority: int, args) -> tuple[np.ndarray, RejectionStats | None]:
-    """The cohort: ``n`` plain draws, or with ``--rejection P`` draws accepted by the family's
+def draw_cohorts(fam: str, model: Generator, n: int, minority: int, args):
+    """(row name, cohort, rejection stats or None, seconds) for each cohort the run evaluates:
+    ``n`` plain draws, and with ``--rejection P`` also ``n`` draws accepted by the family's
     discriminator (``generators.rejection``) where it has a logistic one."""
     seed = derive_seed(args.seed, "quality-sample")
-    if args.rejection is not None:
-        try:
-            return rejection_sample(model, n, minority, seed=seed, percentile=args.rejection)
-        except InvalidInputError as e:
-            print(f"  {model.name}: {e.reason}; its cohort is drawn without rejection")
-    return model.sample(n, minority, seed=seed), None
+    t0 = time.perf_counter()
+    yield fam, model.sample(n, minority, seed=seed), None, time.perf_counter() - t0
+    if args.rejection is None:
+        return
+    t0 = time.perf_counter()
+    try:
+        syn, drs = rejection_sample(model, n, minority, seed=seed, percentile=args.rejection)
+    except InvalidInputError as e:
+        print(f"  {fam}: {e.reason}; no rejection-sampled row")
+        return
+    yield f"{fam} DRS p{args.rejection:g}", syn, drs, time.perf_counter() - t0
 
 
 def beats_random_oversampling(r: dict, threshold: float = ValidationConfig().similarity_threshold) -> list[str]:
@@ -221,10 +225,9 @@ def trained_model(dataset: str, fam: str, family, spec: GeneratorSpec, config: d
     return model, train_s
 
 
-def family_label(fam: str, f: dict, arm: str) -> str:
-    """A family row's name in the tables: the family, how its cohort was drawn, which part."""
-    drs = f.get("rejection")
-    return fam + (f" DRS p{drs['percentile']:g}" if drs else "") + ("" if arm == "synthetic" else " (unflagged only)")
+def family_label(row: str, arm: str) -> str:
+    """A family row's name in the tables: the family and how its cohort was drawn, which part."""
+    return row + ("" if arm == "synthetic" else " (unflagged only)")
 
 
 def _fmt(v: float, ci=None) -> str:
@@ -242,7 +245,7 @@ def print_table(r: dict) -> None:
     for fam, f in r["families"].items():
         s = f["s_fid"]
         for arm, u in (f["utility"] or {"synthetic": None}).items():  # None: --similarity-only
-            label = family_label(fam, f, arm)
+            label = family_label(fam, arm)
             s_arm = s if arm == "synthetic" else f.get("s_fid_unflagged")
             sim = _fmt(s_arm["value"], s_arm["ci"]) if s_arm else ""
             cov = f["coverage_ratio"] if arm == "synthetic" or not s_arm else s_arm["coverage_ratio"]
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation-seeds", type=int, default=1,
                     help="also report S_FID at validation seeds --seed+1 … (the gate stays at --seed)")
     ap.add_argument("--rejection", type=float, default=None, metavar="PERCENTILE",
-                    help="draw GAN cohorts by discriminator rejection sampling, γ at this percentile")
+                    help="also evaluate each GAN's cohort drawn by discriminator rejection sampling, γ at this percentile")
     ap.add_argument("--models-dir", default=str(ROOT / "benchmarks" / "results" / "models"),
                     help="checkpoint cache of the trained generators")
     args = ap.parse_args(argv)

@@ -41,7 +41,7 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
                     d["arms"].setdefault(arm, {m: [] for m in METRICS})[k].append(u["values"][k])
             for fam, f in r["families"].items():
                 for arm, u in f["utility"].items():
-                    label = family_label(fam, f, arm)
+                    label = family_label(fam, arm)
                     for k in METRICS:
                         d["arms"].setdefault(label, {m: [] for m in METRICS})[k].append(u["values"][k])
                     s = f["s_fid"] if arm == "synthetic" else (f.get("s_fid_unflagged") or {})
