@@ -187,7 +187,7 @@ def beats_random_oversampling(r: dict, threshold: float = ValidationConfig().sim
             if s_fid is None or s_fid["value"] < threshold:
                 continue
             if v["minority_recall"] > ros["minority_recall"] and v["balanced_accuracy"] >= ros["balanced_accuracy"]:
-                winners.append(fam if arm == "synthetic" else f"{fam} (unflagged only)")
+                winners.append(family_label(fam, arm))
     return winners
 
 

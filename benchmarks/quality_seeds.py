@@ -46,8 +46,7 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
                         d["arms"].setdefault(label, {m: [] for m in METRICS})[k].append(u["values"][k])
                     s = f["s_fid"] if arm == "synthetic" else (f.get("s_fid_unflagged") or {})
                     d["s_fid"].setdefault(label, []).append(s.get("value", float("nan")))
-                    won = (fam if arm == "synthetic" else f"{fam} (unflagged only)") in winners
-                    d["wins"][label] = d["wins"].get(label, 0) + int(won)
+                    d["wins"][label] = d["wins"].get(label, 0) + int(label in winners)
     return out
 
 

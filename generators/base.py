@@ -123,10 +123,9 @@ class Generator(ABC):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    def discriminator_logits(self, images: np.ndarray, class_index: int) -> np.ndarray:
-        """The discriminator's logit D̃(x) = log D(x)/(1 − D(x)) of images in [0, 1] of one class,
-        (N,) float: what :mod:`generators.rejection` accepts draws by. Only a family trained with
-        the logistic GAN loss has a D whose logit estimates log p_data/p_model."""
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logits (B,) of images ``x`` in [-1, 1] on the device. Only a family
+        trained with the logistic GAN loss implements it: its D's logit estimates log p_data/p_model."""
         raise InvalidInputError(f"{self.name} has no logistic discriminator to reject samples with",
                                 field="rejection")
 
@@ -219,6 +218,14 @@ class Generator(ABC):
             x = self.generate(labels, m, rng)
             out.append(((x.float().clamp(-1, 1) + 1) / 2).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+    @torch.no_grad()
+    def discriminator_logits(self, images: np.ndarray, class_index: int) -> np.ndarray:
+        """D̃(x) = log D(x)/(1 − D(x)) of images in [0, 1] of one class, (N,) float: what
+        :mod:`generators.rejection` accepts draws by (the family's :meth:`discriminate`)."""
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device) * 2.0 - 1.0
+        labels = torch.full((len(x),), int(class_index), dtype=torch.long, device=self.device)
+        return self.discriminate(x, labels).float().cpu().numpy()
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

@@ -297,18 +297,17 @@ class DynGAN(Generator):
         return self.canvas.crop(self.G_ema(self._z(len(labels), rng), y))
 
     @torch.no_grad()
-    def discriminator_logits(self, images: np.ndarray, class_index: int) -> np.ndarray:
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """D's logit under the partition a real image there would get (nearest monitored image
-        in phi, :meth:`_label_reals`); before any data was attached, the class's first partition."""
-        x = self.canvas.pad(torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device) * 2 - 1)
-        cls = torch.full((len(x),), int(class_index), dtype=torch.long, device=self.device)
+        in phi, :meth:`_label_reals`); for a class without monitored images, its first partition."""
+        x = self.canvas.pad(x)
+        known = torch.isin(labels, self.bank_cls).all().item() if self.bank_feat.numel() else False
         out = []
         for s in range(0, len(x), 256):
-            xb, cb = x[s:s + 256], cls[s:s + 256]
-            known = self.bank_feat.numel() and bool((self.bank_cls == int(class_index)).any())
+            xb, cb = x[s:s + 256], labels[s:s + 256]
             y = self._label_reals(xb, cb) if known else cb * self.config.max_partitions
             out.append(self.D(xb, y))
-        return torch.cat(out).float().cpu().numpy()
+        return torch.cat(out)
 
     def state_modules(self) -> dict[str, Any]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_g": self.opt_g, "opt_d": self.opt_d}

@@ -14,9 +14,10 @@ raise D̃_M if its logit is larger, compute F(x); (3) accept it when a uniform �
 Here γ is a percentile of F + γ over the burn-in (a per-run constant, so the accepted set is a
 fixed function of the seed); γ = 0 is exact rejection sampling with the ratio exp(D̃ − D̃_M).
 
-The sampler knows nothing of how the model was trained: it needs ``model.sample`` and the
-family's ``discriminator_logits`` (families trained with the logistic loss: DynGAN, StyleGAN2;
-a Wasserstein critic is no density ratio, so WGAN-GP refuses). The paper also recalibrates D
+The sampler knows nothing of how the model was trained: it needs ``model.sample`` and
+``model.discriminator_logits``, whose family hook ``discriminate`` only the families trained
+with the logistic loss have (DynGAN, StyleGAN2; a Wasserstein critic is no density ratio, so
+WGAN-GP refuses). The paper also recalibrates D
 on held-out data; that is not done here, so D̃ is the trained discriminator's own logit.
 
 Measured (``benchmarks/quality.py --families dyngan --rejection P``, BreastMNIST malignant, the
@@ -64,7 +65,7 @@ class RejectionError(SynthcohortError):
 
 
 def drs_score(d: np.ndarray, d_max: float, eps: float = 1e-6) -> np.ndarray:
-    """F(x) + γ of Eq. 8 for logits ``d`` (clipped at ``d_max``), computed stably (log1p)."""
+    """F(x) + γ for logits ``d`` (clipped at ``d_max``), computed stably (log1p)."""
     delta = np.minimum(np.asarray(d, dtype=np.float64) - d_max, 0.0)
     return delta - np.log1p(-np.exp(delta - eps))
 
@@ -102,16 +103,15 @@ def rejection_sample(model: Generator, n: int, class_index: int, *, seed: int, p
         return x, model.discriminator_logits(x, class_index)
 
     # Algorithm 1: burn-in for D̃_M and γ.
-    first = [draw(k, min(chunk, burn_in - s)) for k, s in enumerate(range(0, burn_in, chunk))]
-    pending = list(first)
-    d_burn = np.concatenate([d for _, d in first])
+    pending = [draw(k, min(chunk, burn_in - s)) for k, s in enumerate(range(0, burn_in, chunk))]
+    k = len(pending)
+    d_burn = np.concatenate([d for _, d in pending])
     d_max = float(d_burn.max())
     if gamma is None:
         gamma = float(np.percentile(drs_score(d_burn, d_max), percentile))
 
     accepted: list[np.ndarray] = []
     n_acc = candidates = 0
-    k = len(first)
     while n_acc < n:
         if pending:
             x, d = pending.pop(0)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -185,13 +184,11 @@ class StyleGAN2(Generator):
         return self.canvas.crop(self.G_ema(labels, rng, 0.0))
 
     @torch.no_grad()
-    def discriminator_logits(self, images: np.ndarray, class_index: int) -> np.ndarray:
+    def discriminate(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """D's logit, scored in batches of ``batch_size`` as in training: the minibatch-stddev
         layer makes an image's logit depend on the others in its group."""
-        x = self.canvas.pad(torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device) * 2 - 1)
-        c = torch.full((len(x),), int(class_index), dtype=torch.long, device=self.device)
-        b = self.config.batch_size
-        return torch.cat([self.D(x[s:s + b], c[s:s + b]) for s in range(0, len(x), b)]).float().cpu().numpy()
+        x, b = self.canvas.pad(x), self.config.batch_size
+        return torch.cat([self.D(x[s:s + b], labels[s:s + b]) for s in range(0, len(x), b)])
 
     def state_modules(self) -> dict[str, Any]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_g": self.opt_g, "opt_d": self.opt_d}
