@@ -39,6 +39,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,25 +78,60 @@ def utility_row(arm) -> dict:
     return {"values": arm.values, "ci": arm.ci, "per_seed": arm.per_seed, "n_added": arm.n_added}
 
 
+@dataclass(frozen=True)
+class RealData:
+    """One dataset row of the issue, loaded once: its real splits, minority class and the utility
+    protocol's keywords. The baselines and every cohort are scored through it, so all arms share
+    the classifier seeds and the validation stage sees the same real split."""
+
+    name: str
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    minority: int
+    class_names: tuple[str, ...]
+    n_add: int  # minority images that balance the classes: what each arm adds
+    utility_kw: dict
+
+    @classmethod
+    def load(cls, name: str, args) -> RealData:
+        splits = read_medmnist(MEDMNIST / DATASETS[name][0]).unit_float()
+        _, minority, class_names = DATASETS[name]
+        train = splits["train"]
+        counts = np.bincount(train[1])
+        n_add = int(counts.max() - counts[minority])
+        utility_kw = dict(minority=minority, num_classes=len(class_names), seed=derive_seed(args.seed, "quality-utility"),
+                          epochs=args.utility_epochs, seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_add)
+        return cls(name, train, splits["val"], splits["test"], minority, class_names, n_add, utility_kw)
+
+    @property
+    def n_minority(self) -> int:
+        return int(np.sum(self.train[1] == self.minority))
+
+    def validate(self, images: np.ndarray, seed: int):
+        """The validation stage's report on ``images`` (no utility protocol, no t-SNE) at ``seed``."""
+        return validate_arrays(RealSplit(*self.train), RealSplit(*self.val), RealSplit(*self.test), images,
+                               class_index=self.minority, class_names=self.class_names,
+                               config=ValidationConfig(seed=seed, utility=False, tsne=False))
+
+    def utility(self, images: np.ndarray, arms: tuple[str, ...]) -> dict:
+        return utility_experiment(self.train, self.val, self.test, images, arms=arms, **self.utility_kw)
+
+
 def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> dict:
-    splits = read_medmnist(MEDMNIST / DATASETS[name][0]).unit_float()
-    _, minority, class_names = DATASETS[name]
-    (x, y), (vx, vy), (tx, ty) = splits["train"], splits["val"], splits["test"]
-    counts = np.bincount(y)
-    n_bal = int(counts.max() - counts[minority])
-    u_seed = derive_seed(args.seed, "quality-utility")
-    u_kw = dict(minority=minority, num_classes=len(class_names), seed=u_seed, epochs=args.utility_epochs,
-                seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_bal)
-    print(f"\n== {name}: minority '{class_names[minority]}' {counts[minority]} vs {counts.max()} train images; "
-          f"adding {n_bal} per arm; " + ("no utility protocol" if args.similarity_only else f"utility over {args.seeds} seeds"))
+    real = RealData.load(name, args)
+    x, y = real.train
+    print(f"\n== {name}: minority '{real.class_names[real.minority]}' {real.n_minority} vs {np.bincount(y).max()} "
+          f"train images; adding {real.n_add} per arm; "
+          + ("no utility protocol" if args.similarity_only else f"utility over {args.seeds} seeds"))
     t0 = time.perf_counter()
-    base = {} if args.train_only or args.similarity_only else utility_experiment(
-        (x, y), (vx, vy), (tx, ty), np.zeros((0, *x.shape[1:]), np.float32), arms=BASELINES, **u_kw)
-    result = {"dataset": name, "minority": class_names[minority], "n_added": n_bal,
+    base = {} if args.train_only or args.similarity_only else real.utility(
+        np.zeros((0, *x.shape[1:]), np.float32), arms=BASELINES)
+    result = {"dataset": name, "minority": real.class_names[real.minority], "n_added": real.n_add,
               "baselines": {k: utility_row(v) for k, v in base.items()},
               "baseline_seconds": time.perf_counter() - t0, "families": {}}
-    spec = GeneratorSpec(2, 1, tuple(x.shape[-2:]), len(class_names))
-    data = TrainingData(x, y, class_names=class_names, dataset_id=name)
+    spec = GeneratorSpec(2, 1, tuple(x.shape[-2:]), len(real.class_names))
+    data = TrainingData(x, y, class_names=real.class_names, dataset_id=name)
     for fam in families:
         family = get_generator(fam)
         config = {**SMALL_DATA[fam], **json.loads(args.config).get(fam, {})}
@@ -103,56 +139,57 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
         model, train_s = trained_model(name, fam, family, spec, config, steps, data, args, device)
         if args.train_only:
             continue
-        for row, syn, drs, sample_s in draw_cohorts(fam, model, n_bal, minority, args):
-
-            def validate(images: np.ndarray, seed: int = args.seed):
-                return validate_arrays(RealSplit(x, y), RealSplit(vx, vy), RealSplit(tx, ty), images, class_index=minority,
-                                       class_names=class_names,
-                                       config=ValidationConfig(seed=seed, utility=False, tsne=False))
-
-            report = validate(syn)
-            m = report.metrics
-            # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
-            # the real class) show how much of a difference between two cohorts is the estimate's noise.
-            v_seeds = [args.seed + i for i in range(max(1, args.validation_seeds))]
-            by_seed = [m["s_fid"].value] + [validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
-            median = float(np.median(by_seed))
-            flagged = np.array(sorted(report.flagged), dtype=np.int64)
-            keep = np.setdiff1d(np.arange(len(syn)), flagged)
-            arms = {} if args.similarity_only else {
-                "synthetic": utility_experiment((x, y), (vx, vy), (tx, ty), syn, arms=("synthetic",), **u_kw)["synthetic"]}
-            s_fid_kept = None
-            if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:  # what a user downloads
-                arms["synthetic_unflagged"] = utility_experiment((x, y), (vx, vy), (tx, ty), syn[keep], arms=("synthetic",),
-                                                                 **u_kw)["synthetic"]
-                kept = validate(syn[keep]).metrics
-                s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
-                              "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
-            result["families"][row] = {
-                "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s, "config": model.config.model_dump(mode="json"),
-                "rejection": drs.as_dict() if drs else None,
-                "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
-                          "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": median},
-                "s_fid_unflagged": s_fid_kept,
-                "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
-                "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
-                "n_flagged": int(len(flagged)), "verdict": report.verdict,
-                "utility": {k: utility_row(v) for k, v in arms.items()},
-            }
+        for row, syn, drs, sample_s in draw_cohorts(fam, model, real.n_add, real.minority, args):
+            f = result["families"][row] = {
+                "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s,
+                "config": model.config.model_dump(mode="json"), "rejection": drs.as_dict() if drs else None,
+                **evaluate_cohort(real, syn, args)}
             atomic_write_bytes(out_dir / f"{name}-{row.replace(' ', '-')}-samples.png", png_bytes(grid(syn[:64]), scale=2))
             if drs:
                 print(f"  {row}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
                       f"{drs.accepted} of {drs.candidates} draws ({drs.acceptance_rate:.0%})")
-            print(f"  {row}: {steps} steps in {train_s / 60:.1f} min, {n_bal} samples in {sample_s:.0f} s, "
-                  f"S_FID {m['s_fid'].value:.3f}, verdict {report.verdict}")
-            if len(v_seeds) > 1:
-                print(f"  {row}: S_FID at validation seeds {v_seeds[0]}–{v_seeds[-1]}: "
-                      + " ".join(f"{v:.3f}" for v in by_seed) + f" (median {median:.3f})")
+            print(f"  {row}: {steps} steps in {train_s / 60:.1f} min, {real.n_add} samples in {sample_s:.0f} s, "
+                  f"S_FID {f['s_fid']['value']:.3f}, verdict {f['verdict']}")
+            by_seed = f["s_fid"]["by_validation_seed"]
+            if len(by_seed) > 1:
+                print(f"  {row}: S_FID at validation seeds {min(map(int, by_seed))}–{max(map(int, by_seed))}: "
+                      + " ".join(f"{v:.3f}" for v in by_seed.values()) + f" (median {f['s_fid']['median']:.3f})")
     if not args.train_only:
         if not args.similarity_only:
             result["beats_random_oversampling"] = beats_random_oversampling(result)
         print_table(result)
     return result
+
+
+def evaluate_cohort(real: RealData, syn: np.ndarray, args) -> dict:
+    """A cohort's part of its family row: the validation stage's report at ``--seed`` (S_FID with CI,
+    coverage, entropy, flags), its S_FID at the further validation seeds, and (unless
+    ``--similarity-only``) the utility protocol for the whole cohort and for its unflagged part,
+    which is what a user downloads and is judged by its own S_FID."""
+    report = real.validate(syn, args.seed)
+    m = report.metrics
+    # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
+    # the real class) show how much of a difference between two cohorts is the estimate's noise.
+    v_seeds = [args.seed + i for i in range(max(1, args.validation_seeds))]
+    by_seed = [m["s_fid"].value] + [real.validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
+    flagged = np.array(sorted(report.flagged), dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(syn)), flagged)
+    arms = {} if args.similarity_only else {"synthetic": real.utility(syn, arms=("synthetic",))["synthetic"]}
+    s_fid_kept = None
+    if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:
+        arms["synthetic_unflagged"] = real.utility(syn[keep], arms=("synthetic",))["synthetic"]
+        kept = real.validate(syn[keep], args.seed).metrics
+        s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
+                      "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
+    return {
+        "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci, "passed": m["s_fid"].passed,
+                  "by_validation_seed": dict(zip(map(str, v_seeds), by_seed)), "median": float(np.median(by_seed))},
+        "s_fid_unflagged": s_fid_kept,
+        "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
+        "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
+        "n_flagged": int(len(flagged)), "verdict": report.verdict,
+        "utility": {k: utility_row(v) for k, v in arms.items()},
+    }
 
 
 def draw_cohorts(fam: str, model: Generator, n: int, minority: int, args):
