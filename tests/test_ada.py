@@ -121,10 +121,13 @@ def test_p_rises_when_D_overfits_a_tiny_set_and_stays_near_zero_when_it_cannot(s
 
 def test_p_rises_on_a_tiny_real_set_and_stays_at_zero_on_a_large_one(shared_data):
     """The issue's case with both networks training: the same StyleGAN2 (same seed and config) on 8
-    versus 4,708 PneumoniaMNIST images. D memorises the 8, r_t stays above the 0.6 target and p
-    climbs; on the full split D cannot memorise and p is driven back to 0. Measured
+    versus 4,708 PneumoniaMNIST images. D memorises the 8, r_t runs above the 0.6 target and p
+    climbs until the controller holds r_t at the target; on the full split D cannot memorise, r_t
+    falls under the target and p is driven back to 0. Measured
     (benchmarks/ada_overfitting.py --tiny 8 --steps 500 --ada-kimg 5): mean p over the last quarter
-    0.079 vs 0.001; with 32 images, 1,200 steps and ada_kimg 10: 0.080 vs 0.000."""
+    0.079 vs 0.001; with 32 images, 1,200 steps and ada_kimg 10: 0.080 vs 0.000. Here (400 steps):
+    r_t over the whole tiny run 0.630; over the last quarter 0.600 (tiny, the held equilibrium)
+    and 0.513 (large)."""
     with np.load(shared_data / "medmnist" / "pneumoniamnist.npz") as z:
         large = z["train_images"][:, None].astype(np.float32) / 255.0
     tiny = large[np.sort(np.random.default_rng(0).choice(len(large), 8, replace=False))]
@@ -138,5 +141,9 @@ def test_p_rises_on_a_tiny_real_set_and_stays_at_zero_on_a_large_one(shared_data
     last = {k: h[-len(h) // 4:] for k, h in runs.items()}
     p = {k: float(np.mean([r["p"] for r in h])) for k, h in last.items()}
     r_t = {k: float(np.mean([r["r_t"] for r in h])) for k, h in last.items()}
+    r_t_tiny_run = float(np.mean([r["r_t"] for r in runs["tiny"]]))  # what drove p up
     assert p["tiny"] >= 0.03 and p["large"] <= 0.01, (p, r_t)
-    assert r_t["tiny"] > 0.6 > r_t["large"], r_t
+    # Once p holds steady on the tiny set, the controller keeps r_t at the target, so the last
+    # quarter sits at 0.6 (not above it); over the run it was above, and on the large set below.
+    assert r_t_tiny_run > 0.6 > r_t["large"], (r_t_tiny_run, r_t)
+    assert r_t["tiny"] > r_t["large"], r_t
