@@ -39,6 +39,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,7 +85,6 @@ class RealData:
     protocol's keywords. The baselines and every cohort are scored through it, so all arms share
     the classifier seeds and the validation stage sees the same real split."""
 
-    name: str
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
@@ -102,11 +102,7 @@ class RealData:
         n_add = int(counts.max() - counts[minority])
         utility_kw = dict(minority=minority, num_classes=len(class_names), seed=derive_seed(args.seed, "quality-utility"),
                           epochs=args.utility_epochs, seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_add)
-        return cls(name, train, splits["val"], splits["test"], minority, class_names, n_add, utility_kw)
-
-    @property
-    def n_minority(self) -> int:
-        return int(np.sum(self.train[1] == self.minority))
+        return cls(train, splits["val"], splits["test"], minority, class_names, n_add, utility_kw)
 
     def validate(self, images: np.ndarray, seed: int):
         """The validation stage's report on ``images`` (no utility protocol, no t-SNE) at ``seed``."""
@@ -121,7 +117,8 @@ class RealData:
 def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> dict:
     real = RealData.load(name, args)
     x, y = real.train
-    print(f"\n== {name}: minority '{real.class_names[real.minority]}' {real.n_minority} vs {np.bincount(y).max()} "
+    counts = np.bincount(y)
+    print(f"\n== {name}: minority '{real.class_names[real.minority]}' {counts[real.minority]} vs {counts.max()} "
           f"train images; adding {real.n_add} per arm; "
           + ("no utility protocol" if args.similarity_only else f"utility over {args.seeds} seeds"))
     t0 = time.perf_counter()
@@ -192,7 +189,8 @@ def evaluate_cohort(real: RealData, syn: np.ndarray, args) -> dict:
     }
 
 
-def draw_cohorts(fam: str, model: Generator, n: int, minority: int, args):
+def draw_cohorts(fam: str, model: Generator, n: int, minority: int,
+                 args) -> Iterator[tuple[str, np.ndarray, RejectionStats | None, float]]:
     """(row name, cohort, rejection stats or None, seconds) for each cohort the run evaluates:
     ``n`` plain draws, and with ``--rejection P`` also ``n`` draws accepted by the family's
     discriminator (``generators.rejection``) where it has a logistic one."""
