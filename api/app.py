@@ -18,14 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from synthcohort.api.routers import cohorts, datasets, jobs, models
+from synthcohort.api.schemas import Health
+from synthcohort.store.db import session_factory
+from synthcohort.store.migrate import current_revision, upgrade_database
 
-from api.routers import cohorts, datasets, jobs, models
-from api.schemas import Health
-from store.db import session_factory
-from store.migrate import current_revision, upgrade_database
-from synthcohort import __version__
-from synthcohort.errors import SynthcohortError
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import SynthcohortError
+from synthcohort.core.settings import get_settings
+from synthcohort.core.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from store.db import Role
+from synthcohort.store.db import Role
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _session():
-    from store.db import session_factory
-    from store.migrate import upgrade_database
+    from synthcohort.store.db import session_factory
+    from synthcohort.store.migrate import upgrade_database
 
     upgrade_database()
     return session_factory()()
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from api.keys import create_api_key
+    from synthcohort.api.keys import create_api_key
 
     with _session() as session:
         _row, plain = create_api_key(session, args.role, args.name or args.role)
@@ -51,7 +51,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> int:
-    from api.keys import list_api_keys
+    from synthcohort.api.keys import list_api_keys
 
     with _session() as session:
         for k in list_api_keys(session):
@@ -61,7 +61,7 @@ def cmd_keys_list(_args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from api.keys import revoke_api_key
+    from synthcohort.api.keys import revoke_api_key
 
     with _session() as session:
         row = revoke_api_key(session, args.id)
@@ -80,16 +80,16 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Upgrade the DB, start a worker (unless --no-worker), serve until interrupted, stop the worker."""
     import uvicorn
+    from synthcohort.api.app import create_app
+    from synthcohort.store.migrate import upgrade_database
 
-    from api.app import create_app
-    from store.migrate import upgrade_database
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     settings = get_settings()
     upgrade_database()
     worker = None
     if not args.no_worker:
-        from workers.process import spawn_worker
+        from synthcohort.workers.process import spawn_worker
 
         logfile = settings.root / "logs" / "worker.log"
         worker = spawn_worker(queues=settings.worker_queues, logfile=logfile)
@@ -106,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         if worker is not None:
-            from workers.process import stop_worker
+            from synthcohort.workers.process import stop_worker
 
             code = stop_worker(worker)
             print(f"synthcohort: worker stopped (exit {code})", file=sys.stderr)

@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
-
-from api.errors import BadRequest, Forbidden, Unauthenticated
-from api.keys import authenticate
-from store.db import ApiKey, Role
+from synthcohort.api.errors import BadRequest, Forbidden, Unauthenticated
+from synthcohort.api.keys import authenticate
+from synthcohort.store.db import ApiKey, Role
 
 # Declared as a security scheme so /docs shows an "Authorize" box for X-API-Key.
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from `synthcohort keys create`.")

@@ -3,7 +3,7 @@ and the reason, and ``api.app`` turns them into ``{"error", "detail", "field"|"p
 
 from __future__ import annotations
 
-from synthcohort.errors import SynthcohortError
+from synthcohort.core.errors import SynthcohortError
 
 
 class Unauthenticated(SynthcohortError):

@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from generators.presets import PresetName
-from validation.config import MIN_SAMPLES
+from synthcohort.generators.presets import PresetName
+from synthcohort.validation.config import MIN_SAMPLES
 
 T = TypeVar("T")
 

@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 
 import numpy as np
+from synthcohort.imaging.writers import to_uint8
 
-from imaging.writers import to_uint8
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 DEFAULT_EDGE = 128
 

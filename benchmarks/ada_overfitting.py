@@ -11,7 +11,7 @@ p over the last quarter of each run and their ratio, and writes the curves to
 ``--ada-kimg`` sets how fast p may move (the paper's 500 kimg is far too slow for a CPU-sized
 run; both arms use the same value, so the comparison stays fair).
 
-    python benchmarks/ada_overfitting.py [--steps 1500] [--tiny 32] [--ada-kimg 10]
+    python -m benchmarks.ada_overfitting [--steps 1500] [--tiny 32] [--ada-kimg 10]
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.registry import get_generator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from generators.base import GeneratorSpec, TrainingData  # noqa: E402
-from generators.registry import get_generator  # noqa: E402
-from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from synthcohort.device import select_device  # noqa: E402
-from synthcohort.seeding import numpy_rng  # noqa: E402
+from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
+from synthcohort.core.device import select_device
+from synthcohort.core.seeding import numpy_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "pneumoniamnist.npz"

@@ -7,7 +7,7 @@ to the real *validation* images of that class, printed next to the untrained mod
 distance and the real-train-vs-real-val distance (the floor a perfect generator would reach
 with this few validation images). Results go to ``benchmarks/results/`` as JSON.
 
-    python benchmarks/generator_quality.py [--minutes 2] [--families wgan-gp diffusion] [--device auto]
+    python -m benchmarks.generator_quality [--minutes 2] [--families wgan-gp diffusion] [--device auto]
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.registry import available, get_generator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from generators.base import GeneratorSpec, TrainingData  # noqa: E402
-from generators.pixel_frechet import pixel_frechet_distance  # noqa: E402
-from generators.registry import available, get_generator  # noqa: E402
-from store.atomic import atomic_write_text  # noqa: E402
-from synthcohort.device import select_device  # noqa: E402
+from synthcohort.core.atomic import atomic_write_text
+from synthcohort.core.device import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "breastmnist.npz"

@@ -8,7 +8,7 @@ step; diffusion: ε-MSE at a random t). The ratio family / plain shows what the 
 machinery (batch sampling, EMA, logging, autocast) costs. Families without a plain reference
 here (written by others) get images/s only.
 
-    python benchmarks/generator_throughput.py [--steps 30] [--batch 32] [--device auto]
+    python -m benchmarks.generator_throughput [--steps 30] [--batch 32] [--device auto]
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.registry import available, get_generator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from generators.base import Generator, GeneratorSpec, TrainingData  # noqa: E402
-from generators.registry import available, get_generator  # noqa: E402
-from synthcohort.device import select_device  # noqa: E402
+from synthcohort.core.device import select_device
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
 

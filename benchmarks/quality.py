@@ -25,7 +25,7 @@ To compare generator variants (``--config``) without the utility protocol, ``--s
 of the real class) and their median: at 147 images the spread between seeds (about ±0.1) is larger
 than most differences between variants, so the median, not the gate's single seed, says which is better.
 
-    python benchmarks/quality.py [--datasets breastmnist pneumoniamnist9to1] [--families ...]
+    python -m benchmarks.quality [--datasets breastmnist pneumoniamnist9to1] [--families ...]
                                  [--scale 1.0] [--seeds 3] [--device auto] [--threads N]
                                  [--train-only] [--similarity-only] [--validation-seeds K]
                                  [--models-dir DIR]
@@ -46,22 +46,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.presets import SMALL_DATA
+from synthcohort.generators.registry import available, get_generator
+from synthcohort.generators.rejection import RejectionStats, rejection_sample
+from synthcohort.imaging.readers import read_medmnist
+from synthcohort.validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig
+from synthcohort.validation.pipeline import RealSplit, validate_arrays
+from synthcohort.validation.report import grid, png_bytes
+from synthcohort.validation.utility import ARMS, utility_experiment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from generators.base import Generator, GeneratorSpec, TrainingData  # noqa: E402
-from generators.presets import SMALL_DATA  # noqa: E402
-from generators.registry import available, get_generator  # noqa: E402
-from generators.rejection import RejectionStats, rejection_sample  # noqa: E402
-from imaging.readers import read_medmnist  # noqa: E402
-from store.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from synthcohort.device import select_device  # noqa: E402
-from synthcohort.errors import InvalidInputError  # noqa: E402
-from synthcohort.seeding import derive_seed  # noqa: E402
-from validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig  # noqa: E402
-from validation.pipeline import RealSplit, validate_arrays  # noqa: E402
-from validation.report import grid, png_bytes  # noqa: E402
-from validation.utility import ARMS, utility_experiment  # noqa: E402
+from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
+from synthcohort.core.device import select_device
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.seeding import derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"

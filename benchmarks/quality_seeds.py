@@ -9,7 +9,7 @@ the runs of the per-run means, each run's S_FID, and in how many runs the family
 issue's line (S_FID ≥ the gate and more minority recall than random oversampling at no lower
 balanced accuracy, judged within the run, whose baselines share its classifier seeds).
 
-    python benchmarks/quality_seeds.py benchmarks/results/quality-*/quality.json
+    python -m benchmarks.quality_seeds benchmarks/results/quality-*/quality.json
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.quality import METRICS, beats_random_oversampling, family_label  # noqa: E402
+from benchmarks.quality import METRICS, beats_random_oversampling, family_label
 
 
 def summarise(runs: list[dict]) -> dict[str, dict]:

@@ -6,7 +6,7 @@ A gate that real images fail often is too noisy at that size to judge a generato
 and entropy ratios, near-copy flags and the verdict per split, the pass rate of every gate, and
 writes the rows to ``benchmarks/results/`` as JSON.
 
-    python benchmarks/real_vs_real.py [--dataset breastmnist] [--class-index 0] [--splits 10]
+    python -m benchmarks.real_vs_real [--dataset breastmnist] [--class-index 0] [--splits 10]
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from synthcohort.imaging.readers import read_medmnist
+from synthcohort.validation.calibration import real_vs_real_split
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.pipeline import validate_arrays
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from imaging.readers import read_medmnist  # noqa: E402
-from store.atomic import atomic_write_text  # noqa: E402
-from validation.config import ValidationConfig  # noqa: E402
-from validation.calibration import real_vs_real_split  # noqa: E402
-from validation.pipeline import validate_arrays  # noqa: E402
+from synthcohort.core.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"

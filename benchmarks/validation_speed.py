@@ -2,7 +2,7 @@
 with the peak memory, to show the nearest-neighbour search is chunked (a dense 10k × 10k float64
 distance matrix alone would be 800 MB; several are needed for PRDC and copy screening).
 
-Run: python benchmarks/validation_speed.py [--n 10000] [--utility]
+Run: python -m benchmarks.validation_speed [--n 10000] [--utility]
 Prints each stage's seconds and its ratio to a reference (a fixed matrix product) timed in the
 same run, so numbers from different machines can be compared.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("SYNTHCOHORT_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -62,9 +60,9 @@ def main() -> None:
     os.environ["SYNTHCOHORT_HOME"] = str(home)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
-    from validation.config import ValidationConfig
-    from validation.encoder import domain_encoder
-    from validation.pipeline import RealSplit, validate_arrays
+    from synthcohort.validation.config import ValidationConfig
+    from synthcohort.validation.encoder import domain_encoder
+    from synthcohort.validation.pipeline import RealSplit, validate_arrays
 
     d = np.load(DATA / "medmnist" / "pneumoniamnist.npz")
     imgs = lambda k: d[f"{k}_images"][:, None].astype(np.float32) / 255.0  # noqa: E731

@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from generators.presets import PRESET_NAMES
-    from generators.registry import available
+    from synthcohort.generators.presets import PRESET_NAMES
+    from synthcohort.generators.registry import available
 
     tr = subparsers.add_parser("train", help="train a generator on a dataset version; prints the model id")
     tr.add_argument("--dataset", required=True, help="dataset version id (ds-...)")
@@ -51,8 +51,9 @@ def _parse_config(text: str | None) -> dict | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from generators.training import train_model
-    from synthcohort.progress import TqdmProgress
+    from synthcohort.generators.training import train_model
+
+    from synthcohort.core.progress import TqdmProgress
 
     bar = TqdmProgress(f"train {args.generator}")
     try:
@@ -67,8 +68,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from generators.training import sample_model
-    from synthcohort.progress import TqdmProgress
+    from synthcohort.generators.training import sample_model
+
+    from synthcohort.core.progress import TqdmProgress
 
     bar = TqdmProgress("sample")
     try:

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import model_validator
-
-from generators.base import Batch, Generator, GeneratorConfig
-from generators.ema import EMA
-from generators.nets import DenoiserUNet
-from generators.registry import register
+from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.ema import EMA
+from synthcohort.generators.nets import DenoiserUNet
+from synthcohort.generators.registry import register
 
 if TYPE_CHECKING:  # diffusers is imported on first use: the CLI starts without it
     from diffusers import DDIMScheduler

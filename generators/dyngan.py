@@ -37,18 +37,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from synthcohort.generators.augment import AdaptiveP, AugmentPipe
+from synthcohort.generators.base import Batch, Generator, GeneratorConfig, TrainingData
+from synthcohort.generators.ema import EMA
+from synthcohort.generators.losses import discriminator_step, generator_loss
+from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
+from synthcohort.generators.nets.dyngan_generator import DynGANGenerator
+from synthcohort.generators.registry import register
+from synthcohort.generators.stylegan2 import Canvas
 
-from generators.augment import AdaptiveP, AugmentPipe
-from generators.base import Batch, Generator, GeneratorConfig, TrainingData
-from generators.ema import EMA
-from generators.losses import discriminator_step, generator_loss
-from generators.nets.dyngan_discriminator import DynGANDiscriminator
-from generators.nets.dyngan_generator import DynGANGenerator
-from generators.registry import register
-from generators.stylegan2 import Canvas
-from synthcohort.errors import InvalidInputError
-from synthcohort.progress import ProgressCallback
-from synthcohort.seeding import derive_seed, numpy_rng
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import ProgressCallback
+from synthcohort.core.seeding import derive_seed, numpy_rng
 
 
 class DynGANConfig(GeneratorConfig):

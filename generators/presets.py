@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 PresetName = Literal["auto", "small-data", "none"]
 PRESET_NAMES: tuple[str, ...] = get_args(PresetName)

@@ -8,16 +8,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from generators.base import Generator
+    from synthcohort.generators.base import Generator
 
 FAMILY_MODULES = {
-    "wgan-gp": "generators.wgan_gp",
-    "diffusion": "generators.diffusion",
-    "stylegan2": "generators.stylegan2",
-    "dyngan": "generators.dyngan",
+    "wgan-gp": "synthcohort.generators.wgan_gp",
+    "diffusion": "synthcohort.generators.diffusion",
+    "stylegan2": "synthcohort.generators.stylegan2",
+    "dyngan": "synthcohort.generators.dyngan",
 }
 
 _REGISTRY: dict[str, type[Generator]] = {}

@@ -22,15 +22,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from synthcohort.generators.augment import AdaptiveP, AugmentPipe
+from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.ema import EMA
+from synthcohort.generators.losses import discriminator_step, generator_loss
+from synthcohort.generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
+from synthcohort.generators.nets.stylegan2_generator import StyleGAN2Generator
+from synthcohort.generators.registry import register
 
-from generators.augment import AdaptiveP, AugmentPipe
-from generators.base import Batch, Generator, GeneratorConfig
-from generators.ema import EMA
-from generators.losses import discriminator_step, generator_loss
-from generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
-from generators.nets.stylegan2_generator import StyleGAN2Generator
-from generators.registry import register
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,18 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.presets import resolve_preset
+from synthcohort.generators.registry import get_generator
+from synthcohort.imaging.sample_dir import write_sample_dir
 
-from generators.base import Generator, GeneratorSpec, TrainingData
-from generators.presets import resolve_preset
-from generators.registry import get_generator
-from imaging.sample_dir import write_sample_dir
-from store.atomic import atomic_write_text, sha256_file
-from synthcohort import __version__
-from synthcohort.device import select_device
-from synthcohort.errors import InvalidInputError, NotFoundError
-from synthcohort.progress import Progress, ProgressCallback
-from synthcohort.seeding import derive_seed, numpy_rng
-from synthcohort.settings import get_settings
+from synthcohort.core.atomic import atomic_write_text, sha256_file
+from synthcohort.core.device import select_device
+from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.core.progress import Progress, ProgressCallback
+from synthcohort.core.seeding import derive_seed, numpy_rng
+from synthcohort.core.settings import get_settings
+from synthcohort.core.version import __version__
 
 MODEL_ID = re.compile(r"^mdl-[0-9a-f]{12}$")
 SAMPLE_CHUNK = 64  # images per generate call; fixed, so a seed always means the same images
@@ -117,7 +117,7 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
 
     ``preset`` (:mod:`generators.presets`): "auto" uses the small-data settings for a small 2D
     class when ``config`` is empty; "small-data" always merges them under ``config``; "none" never."""
-    from store.datasets import DatasetStore
+    from synthcohort.store.datasets import DatasetStore
 
     family = get_generator(generator)
     if int(steps) < 1:
@@ -246,7 +246,7 @@ def sample_model(model_id: str, n: int, *, seed: int, out_dir: Path, class_name:
 
 
 def _draw_masks(rec: ModelRecord, class_index: int, n: int, seed: int) -> np.ndarray:
-    from store.datasets import DatasetStore
+    from synthcohort.store.datasets import DatasetStore
 
     train = DatasetStore().get(rec.dataset_id).split("train")
     if train.masks is None:

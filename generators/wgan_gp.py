@@ -15,11 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-
-from generators.base import Batch, Generator, GeneratorConfig
-from generators.ema import EMA
-from generators.nets import ConditionalDCGANGenerator, ProjectionCritic
-from generators.registry import register
+from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.ema import EMA
+from synthcohort.generators.nets import ConditionalDCGANGenerator, ProjectionCritic
+from synthcohort.generators.registry import register
 
 
 class WGANGPConfig(GeneratorConfig):

@@ -40,9 +40,9 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from store.atomic import atomic_write_bytes
-from synthcohort import __version__
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.atomic import atomic_write_bytes
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.version import __version__
 
 SYNTHETIC_PATIENT_NAME = "SYNTHETIC^COHORT"
 SERIES_DESCRIPTION_PREFIX = "SYNTHETIC — synthcohort"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 # Named CT windows (width, level) in HU, as used on radiology workstations.
 CT_WINDOWS: dict[str, tuple[float, float]] = {

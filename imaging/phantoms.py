@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from synthcohort.seeding import derive_seed, numpy_rng
+from synthcohort.core.seeding import derive_seed, numpy_rng
 
 CLASSES = ["normal", "lesion"]
 # (majority, minority) per split, about 10:1

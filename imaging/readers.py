@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synthcohort.errors import InvalidInputError, TooLargeError
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import InvalidInputError, TooLargeError
+from synthcohort.core.settings import get_settings
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

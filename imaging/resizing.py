@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 
 def parse_size(text: str) -> tuple[int, ...]:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from synthcohort.imaging.writers import write_nifti, write_png
 
-from imaging.writers import write_nifti, write_png
-from store.atomic import atomic_write_text
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.atomic import atomic_write_text
+from synthcohort.core.errors import InvalidInputError
 
 MANIFEST_FIELDS = ["file", "class", "seed", "model_id", "index", "mask_file"]
 

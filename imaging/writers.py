@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store.atomic import atomic_path, atomic_write_bytes
+from synthcohort.core.atomic import atomic_path, atomic_write_bytes
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

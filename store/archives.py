@@ -14,8 +14,8 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from synthcohort.errors import InvalidInputError, TooLargeError
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import InvalidInputError, TooLargeError
+from synthcohort.core.settings import get_settings
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _CHUNK = 1 << 20

@@ -10,12 +10,12 @@ import argparse
 import json
 import sys
 
-from synthcohort.errors import InvalidInputError
-from synthcohort.progress import TqdmProgress
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import TqdmProgress
 
 
 def _size_arg(text: str) -> tuple[int, ...]:
-    from imaging.resizing import parse_size
+    from synthcohort.imaging.resizing import parse_size
 
     try:
         return parse_size(text)
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from store.ingest import import_path
+    from synthcohort.store.ingest import import_path
 
     bar = TqdmProgress("import")
     try:
@@ -73,14 +73,14 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from store.ingest import import_demo
+    from synthcohort.store.ingest import import_demo
 
     print(import_demo(args.dims, seed=args.seed, size=args.size).meta.id)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    from store.datasets import DatasetStore
+    from synthcohort.store.datasets import DatasetStore
 
     metas = DatasetStore().list()
     if not metas:
@@ -98,7 +98,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from store.datasets import DatasetStore
+    from synthcohort.store.datasets import DatasetStore
 
     version = DatasetStore().get(args.dataset_id)
     m = version.meta

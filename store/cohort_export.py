@@ -39,8 +39,8 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from synthcohort import __version__
-from synthcohort.errors import InvalidInputError, NotFoundError
+from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.core.version import __version__
 
 Format = Literal["png", "nifti", "dicom", "npz"]
 ArchiveKind = Literal["zip", "tar", "tar.gz"]
@@ -229,7 +229,7 @@ class _ExportContext:
 def _dataset_meta(dataset_id: str):
     """The dataset's metadata from the store, or None where it is not on this machine."""
     try:
-        from store.datasets import DatasetStore
+        from synthcohort.store.datasets import DatasetStore
 
         return DatasetStore().get(dataset_id).meta
     except (ImportError, NotFoundError):
@@ -295,7 +295,7 @@ def _convert(
         arr, spacing = _load(src)
         return f"{stem}.nii.gz", [(f"{stem}.nii.gz", _nifti_bytes(arr, spacing or ctx.spacing_2d, is_mask))]
     # dicom: one file for a 2D image, a folder (one series) for a volume
-    from imaging.dicom_writer import encode_dicom_series
+    from synthcohort.imaging.dicom_writer import encode_dicom_series
 
     arr, spacing = _load(src)
     if is_mask:
@@ -319,8 +319,7 @@ def _convert(
 
 def _png_bytes(arr: np.ndarray) -> bytes:
     from PIL import Image
-
-    from imaging.writers import to_uint8
+    from synthcohort.imaging.writers import to_uint8
 
     if arr.ndim != 3:
         raise InvalidInputError(f"PNG holds 2D images only, got shape {arr.shape}", field="format")

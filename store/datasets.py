@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from store.atomic import atomic_dir
-from synthcohort.errors import HoldoutAccessError, InvalidInputError, NotFoundError
-from synthcohort.settings import get_settings
+from synthcohort.core.atomic import atomic_dir
+from synthcohort.core.errors import HoldoutAccessError, InvalidInputError, NotFoundError
+from synthcohort.core.settings import get_settings
 
 SPLITS = ("train", "val", "test")
 HOLDOUT = "test"

@@ -28,7 +28,14 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 
 def utcnow() -> datetime:
@@ -225,6 +232,6 @@ def engine_for(url: str) -> Engine:
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     return sessionmaker(engine_for(url or get_settings().sqlalchemy_url()), expire_on_commit=False)

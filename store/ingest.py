@@ -13,16 +13,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imaging.normalisation import parse_normalisation
-from imaging.resizing import check_size
-from store.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
-from store.datasets import MODALITIES, DatasetStore, DatasetVersion
-from store.importers.assembly import ImportOptions
-from store.importers.folders import LAYOUTS, detect_layout, import_folder, subfolders, list_files
-from store.importers.medmnist import import_medmnist
-from synthcohort.errors import InvalidInputError
-from synthcohort.progress import ProgressCallback
-from synthcohort.settings import get_settings
+from synthcohort.imaging.normalisation import parse_normalisation
+from synthcohort.imaging.resizing import check_size
+from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
+from synthcohort.store.datasets import MODALITIES, DatasetStore, DatasetVersion
+from synthcohort.store.importers.assembly import ImportOptions
+from synthcohort.store.importers.folders import (
+    LAYOUTS,
+    detect_layout,
+    import_folder,
+    list_files,
+    subfolders,
+)
+from synthcohort.store.importers.medmnist import import_medmnist
+
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import ProgressCallback
+from synthcohort.core.settings import get_settings
 
 FORMATS = ("auto", "medmnist", *LAYOUTS)
 MODALITY_ALIASES = {
@@ -161,8 +168,8 @@ def import_demo(
     progress: ProgressCallback | None = None,
 ) -> DatasetVersion:
     """Commit the generated phantom data set (:mod:`imaging.phantoms`) so the demo needs no files."""
-    from imaging.phantoms import CLASSES, make_phantoms
-    from store.datasets import DatasetBuild, SampleRecord, SplitArrays
+    from synthcohort.imaging.phantoms import CLASSES, make_phantoms
+    from synthcohort.store.datasets import DatasetBuild, SampleRecord, SplitArrays
 
     if dims not in (2, 3):
         raise InvalidInputError(f"dims must be 2 or 3, not {dims}", field="dims")
@@ -180,14 +187,14 @@ def import_demo(
         splits={k: SplitArrays(v.images, v.labels, v.masks, v.sample_ids) for k, v in splits.items()},
         records=records,
         normalisation={"method": "none", "note": "generated in [0, 1]"},
-        source={"format": "phantom", "path": "generated", "generator": "imaging.phantoms.make_phantoms",
+        source={"format": "phantom", "path": "generated", "generator": "synthcohort.imaging.phantoms.make_phantoms",
                 "seed": seed, "dims": dims},
         split_origin="generated",
         spacing=(1.0,) * dims,
         details={"minority_class": "lesion", "lesion_masks": True},
     )
     if progress is not None:
-        from synthcohort.progress import Progress
+        from synthcohort.core.progress import Progress
 
         progress(Progress("import", 1, 1))
     return (store or DatasetStore()).commit(build)

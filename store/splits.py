@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthcohort.errors import InvalidInputError
-from synthcohort.seeding import derive_seed, numpy_rng
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.seeding import derive_seed, numpy_rng
 
 
 def stratified_split(

@@ -9,16 +9,16 @@ import logging
 import sys
 from importlib import import_module
 
-from synthcohort import __version__
-from synthcohort.errors import SynthcohortError
+from synthcohort.core.errors import SynthcohortError
+from synthcohort.core.version import __version__
 
-# Modules whose ``register(subparsers)`` adds commands. A module not written yet is skipped.
+# Modules whose ``register(subparsers)`` adds commands (each imports its heavy parts lazily).
 COMMAND_MODULES = (
-    "store.cli",  # datasets import/list/show
-    "generators.cli",  # train, sample
-    "validation.cli",  # validate
-    "api.cli",  # serve, keys
-    "workers.cli",  # worker
+    "synthcohort.store.cli",  # datasets import/list/show
+    "synthcohort.generators.cli",  # train, sample
+    "synthcohort.validation.cli",  # validate
+    "synthcohort.api.cli",  # serve, keys
+    "synthcohort.workers.cli",  # worker
     "synthcohort.demo",  # demo
 )
 
@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthcohort {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMAND_MODULES:
-        try:
-            module = import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:
-                continue
-            raise
-        module.register(sub)
+        import_module(mod).register(sub)
     return parser
 
 

@@ -25,9 +25,14 @@ from typing import Any
 
 import httpx
 
-from synthcohort.errors import InvalidInputError, NotFoundError, SynthcohortError, TooLargeError
-from synthcohort.progress import Progress, ProgressCallback
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    SynthcohortError,
+    TooLargeError,
+)
+from synthcohort.core.progress import Progress, ProgressCallback
+from synthcohort.core.settings import get_settings
 
 RETRY_STATUSES = (502, 503, 504)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -323,8 +328,8 @@ class Client:
         place (replacing an older download of the same cohort and format). A mismatch raises
         :class:`ChecksumError` and leaves nothing behind.
         """
-        from store.archives import extract_archive
-        from store.cohort_export import ARCHIVE_SUFFIX
+        from synthcohort.store.archives import extract_archive
+        from synthcohort.store.cohort_export import ARCHIVE_SUFFIX
 
         dest_dir = Path(dest_dir).expanduser()
         dest_dir.mkdir(parents=True, exist_ok=True)
@@ -375,7 +380,7 @@ class Client:
 def verify_sha256sums(folder: str | Path) -> int:
     """Check every file under ``folder`` against its ``SHA256SUMS`` (sha256sum format): each
     listed file exists and matches, and no file is unlisted. Returns the number checked."""
-    from store.atomic import sha256_file
+    from synthcohort.core.atomic import sha256_file
 
     folder = Path(folder)
     sums = folder / SUMS_FILE

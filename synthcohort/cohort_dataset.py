@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from synthcohort.errors import InvalidInputError, NotFoundError
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.core.settings import get_settings
 
 FORMATS = ("png", "nifti", "dicom", "npz")
 

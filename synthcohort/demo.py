@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from synthcohort.errors import SynthcohortError
-from synthcohort.progress import Progress
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import SynthcohortError
+from synthcohort.core.progress import Progress
+from synthcohort.core.settings import get_settings
 
 DEMO_CLASS = "lesion"
 # Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def phantom_npz(seed: int = 0) -> bytes:
     """The 2D phantom data set as a MedMNIST-style .npz (uint8 images, (N, 1) labels)."""
-    from imaging.phantoms import make_phantoms
+    from synthcohort.imaging.phantoms import make_phantoms
 
     arrays: dict[str, np.ndarray] = {}
     for split, ph in make_phantoms(2, seed=seed).items():
@@ -90,16 +90,20 @@ def wait(client: Any, job_id: str, label: str) -> dict[str, Any]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from api.app import create_app
-    from api.keys import create_api_key
-    from store.atomic import atomic_write_bytes
-    from store.db import Role, session_factory
-    from store.migrate import upgrade_database
+    from synthcohort.api.app import create_app
+    from synthcohort.api.keys import create_api_key
     from synthcohort.client import Client
-    from workers.celery_app import ensure_configured
-    from workers.process import ApiThread, spawn_worker, stop_worker, wait_worker_ready
-
-    from validation.config import MIN_SAMPLES
+    from synthcohort.core.atomic import atomic_write_bytes
+    from synthcohort.store.db import Role, session_factory
+    from synthcohort.store.migrate import upgrade_database
+    from synthcohort.validation.config import MIN_SAMPLES
+    from synthcohort.workers.celery_app import ensure_configured
+    from synthcohort.workers.process import (
+        ApiThread,
+        spawn_worker,
+        stop_worker,
+        wait_worker_ready,
+    )
 
     if args.steps < 1:
         raise DemoError("must be at least 1", field="--steps")

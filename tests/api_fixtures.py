@@ -32,9 +32,10 @@ TABLES = ("reviews", "samples", "cohorts", "models", "datasets", "jobs", "api_ke
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, synthcohort_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from store.db import engine_for
-    from store.migrate import upgrade_database
-    from synthcohort.settings import get_settings
+    from synthcohort.store.db import engine_for
+    from synthcohort.store.migrate import upgrade_database
+
+    from synthcohort.core.settings import get_settings
 
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
@@ -70,7 +71,7 @@ class Api:
         return self.client.get(path, headers=self.headers(who), **kw)
 
     def session(self):
-        from store.db import session_factory
+        from synthcohort.store.db import session_factory
 
         return session_factory(self.url)()
 
@@ -79,17 +80,25 @@ class Api:
             return int(s.scalar(select(func.count()).select_from(model)))
 
     def counts(self) -> dict[str, int]:
-        from store.db import Cohort, DatasetRecord, Job, ModelRecordRow, Review, Sample
+        from synthcohort.store.db import (
+            Cohort,
+            DatasetRecord,
+            Job,
+            ModelRecordRow,
+            Review,
+            Sample,
+        )
 
         return {m.__tablename__: self.count(m) for m in (Job, ModelRecordRow, Cohort, Sample, Review, DatasetRecord)}
 
 
 @pytest.fixture
 def api(db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:  # noqa: F811
-    from api.app import create_app
-    from api.keys import create_api_key
-    from store.db import Role, session_factory
-    from synthcohort.settings import get_settings
+    from synthcohort.api.app import create_app
+    from synthcohort.api.keys import create_api_key
+    from synthcohort.store.db import Role, session_factory
+
+    from synthcohort.core.settings import get_settings
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", redis_url)
     get_settings.cache_clear()
@@ -118,8 +127,8 @@ def write_medmnist_npz(path: Path, *, n: int = 10, size: int = 16, seed: int = 0
 @pytest.fixture(scope="session")
 def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(folder of one committed dataset version, its id); imported once per session."""
-    from store.datasets import DatasetStore
-    from store.ingest import import_path
+    from synthcohort.store.datasets import DatasetStore
+    from synthcohort.store.ingest import import_path
 
     root = tmp_path_factory.mktemp("dataset-template")
     npz = write_medmnist_npz(root / "tinymnist.npz")
@@ -131,7 +140,7 @@ def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
 @pytest.fixture
 def dataset_id(dataset_template: tuple[Path, str], synthcohort_home: Path) -> str:
     """A dataset version in this test's data root (not yet in the DB: the API finds it)."""
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     src, ds_id = dataset_template
     shutil.copytree(src, get_settings().datasets_dir / ds_id)

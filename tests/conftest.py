@@ -19,7 +19,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(autouse=True)
 def synthcohort_home(tmp_path, monkeypatch) -> Path:
     """Every test gets its own data root (SYNTHCOHORT_HOME) and fresh settings."""
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     home = tmp_path / "synthcohort-home"
     monkeypatch.setenv("SYNTHCOHORT_HOME", str(home))

@@ -36,8 +36,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from workers.process import ApiThread, wait_worker_ready
+from synthcohort.workers.process import ApiThread, wait_worker_ready
 
 POSTGRES_SERVER = os.environ.get("SYNTHCOHORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_SERVER = os.environ.get("SYNTHCOHORT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -76,7 +75,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        from store.db import engine_for
+        from synthcohort.store.db import engine_for
 
         try:
             engine_for(url).dispose()
@@ -140,7 +139,7 @@ class ServiceStack:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": self.keys[role]}, timeout=60.0)
 
     def start_worker(self, queues: str = "gpu,cpu", wait: bool = True) -> subprocess.Popen:
-        from workers.process import spawn_worker
+        from synthcohort.workers.process import spawn_worker
 
         log = self.home / f"worker-{len(self.workers)}.log"
         proc = spawn_worker(queues, env=self.env, logfile=log)
@@ -171,7 +170,7 @@ class ServiceStack:
                 time.sleep(0.5)
 
     def stop(self) -> None:
-        from workers.process import stop_worker
+        from synthcohort.workers.process import stop_worker
 
         for proc in self.workers:
             stop_worker(proc, timeout=10)
@@ -187,11 +186,12 @@ def service(synthcohort_home: Path, monkeypatch: pytest.MonkeyPatch, request: py
     stacks: list[ServiceStack] = []
 
     def make(broker: str = "embedded", database: str = "sqlite") -> ServiceStack:
-        from api.app import create_app
-        from api.keys import create_api_key
-        from store.db import Role, session_factory
-        from store.migrate import upgrade_database
-        from synthcohort.settings import get_settings
+        from synthcohort.api.app import create_app
+        from synthcohort.api.keys import create_api_key
+        from synthcohort.store.db import Role, session_factory
+        from synthcohort.store.migrate import upgrade_database
+
+        from synthcohort.core.settings import get_settings
 
         if database == "postgres":
             monkeypatch.setenv("SYNTHCOHORT_DATABASE_URL", request.getfixturevalue("postgres_url"))

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from generators.augment import AdaptiveP, AugmentPipe, bilinear_reflect
-from generators.base import GeneratorSpec, TrainingData
-from generators.registry import get_generator
+from synthcohort.generators.augment import AdaptiveP, AugmentPipe, bilinear_reflect
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.registry import get_generator
 
 
 def test_p_zero_is_identity_and_p_one_augments_every_image():

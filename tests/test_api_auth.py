@@ -7,7 +7,7 @@ from tests.api_fixtures import Api, api, db_url, postgres_url, redis_url  # noqa
 
 
 def test_no_key_unknown_key_and_revoked_key_are_401_json(api: Api) -> None:
-    from api.keys import revoke_api_key
+    from synthcohort.api.keys import revoke_api_key
 
     for headers in ({}, {"X-API-Key": "sck_not-a-key"}):
         r = api.client.get("/v1/cohorts", headers=headers)
@@ -50,6 +50,6 @@ def test_openapi_document_and_docs_are_served(api: Api) -> None:
     assert "APIKeyHeader" in doc["components"]["securitySchemes"]
     assert api.client.get("/docs").status_code == 200
     health = api.client.get("/v1/health").json()
-    from store.migrate import head_revision
+    from synthcohort.store.migrate import head_revision
 
     assert health == {"status": "ok", "database_revision": head_revision()}

@@ -16,7 +16,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.api_fixtures import Api, api, dataset_id, dataset_template, db_url, postgres_url, redis_url  # noqa: F401
+from tests.api_fixtures import (  # noqa: F401
+    Api,
+    api,
+    dataset_id,
+    dataset_template,
+    db_url,
+    postgres_url,
+    redis_url,
+)
 
 FLAGS = {1: [{"kind": "near_copy", "reason": "SSIM 0.97 to train 12", "score": 0.97}],
          2: [{"kind": "outlier", "reason": "far from every training image", "score": 8.1}]}
@@ -31,10 +39,11 @@ def request_cohort(api: Api, ds: str, who: str = "alice", **over):
 def finish_cohort(api: Api, cohort_id: str, verdict: str = "needs_review", *, volumes: bool = False,
                   n: int = 4) -> np.ndarray:
     """Do what the workers do when a cohort is sampled and validated; returns the images."""
-    from imaging.sample_dir import write_sample_dir
-    from store.db import Cohort, CohortStatus, Verdict
-    from synthcohort.settings import get_settings
-    from workers.tasks import sample_rows
+    from synthcohort.imaging.sample_dir import write_sample_dir
+    from synthcohort.store.db import Cohort, CohortStatus, Verdict
+    from synthcohort.workers.tasks import sample_rows
+
+    from synthcohort.core.settings import get_settings
 
     rng = np.random.default_rng(0)
     shape = (n, 1, 6, 12, 10) if volumes else (n, 1, 16, 16)
@@ -70,7 +79,7 @@ def cohort(api: Api, dataset_id: str) -> str:
 
 
 def test_create_cohort_is_queued_idempotent_and_isolated(api: Api, dataset_id: str) -> None:
-    from store.db import Job, JobKind
+    from synthcohort.store.db import Job, JobKind
 
     body = {"dataset_id": dataset_id, "class_name": "malignant", "generator": "wgan-gp", "train_steps": 4,
             "count": 8, "seed": 7}
@@ -124,7 +133,7 @@ def test_bad_cohort_request_is_4xx_with_reason_and_leaves_nothing(
 
 
 def test_cohort_from_model_needs_a_trained_model_of_the_caller(api: Api, dataset_id: str) -> None:
-    from store.db import JobStatus, ModelRecordRow
+    from synthcohort.store.db import JobStatus, ModelRecordRow
 
     m = api.post("/v1/models", "alice", {"dataset_id": dataset_id, "class_name": "malignant",
                                          "generator": "wgan-gp", "steps": 3}).json()
@@ -152,7 +161,7 @@ def test_report_samples_and_counts_read_the_workers_output(api: Api, cohort: str
     html = api.get(f"/v1/cohorts/{cohort}/report.html", "reviewer")
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html") and cohort in html.text
     with api.session() as s:
-        from store.db import Cohort, DatasetRecord
+        from synthcohort.store.db import Cohort, DatasetRecord
 
         s.get(DatasetRecord, s.get(Cohort, cohort).dataset_id).owner_id = api.key_ids["alice"]
         s.commit()
@@ -198,7 +207,7 @@ def test_thumbnail_of_a_volume_is_its_middle_slice(api: Api, cohort: str) -> Non
 
 
 def test_review_changes_state_records_audit_and_guards(api: Api, cohort: str) -> None:
-    from store.db import Review, Sample
+    from synthcohort.store.db import Review, Sample
 
     finish_cohort(api, cohort)
     url = f"/v1/cohorts/{cohort}/samples/{{}}/review"

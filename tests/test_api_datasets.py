@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from tests.api_fixtures import (  # noqa: F401
-    Api, api, dataset_id, dataset_template, db_url, postgres_url, redis_url, write_medmnist_npz,
+    Api,
+    api,
+    dataset_id,
+    dataset_template,
+    db_url,
+    postgres_url,
+    redis_url,
+    write_medmnist_npz,
 )
 
 FIELDS = {"name": "tiny-upload", "modality": "US", "classes": "malignant,benign"}
@@ -31,8 +38,8 @@ def uploaded_files(home: Path) -> list[Path]:
 
 def test_upload_npz_makes_a_queued_import_job_and_the_file_imports(api: Api, tmp_path: Path,
                                                                    synthcohort_home: Path) -> None:
-    from store.db import Job, JobKind
-    from store.ingest import import_path
+    from synthcohort.store.db import Job, JobKind
+    from synthcohort.store.ingest import import_path
 
     content = write_medmnist_npz(tmp_path / "mine.npz").read_bytes()
     r = upload(api, "mine.npz", content, idem="up-1")
@@ -113,7 +120,7 @@ def test_bad_upload_is_4xx_with_reason_and_leaves_no_job_and_no_file(
 
 @pytest.mark.parametrize("size", [100 * 1024, 600 * 1024], ids=["counted-while-streaming", "content-length"])
 def test_oversized_upload_is_413_and_removed(api: Api, synthcohort_home: Path, monkeypatch, size: int) -> None:
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     monkeypatch.setenv("SYNTHCOHORT_MAX_UPLOAD_BYTES", "4096")
     get_settings.cache_clear()
@@ -123,7 +130,7 @@ def test_oversized_upload_is_413_and_removed(api: Api, synthcohort_home: Path, m
 
 
 def test_admin_registers_a_server_path(api: Api, tmp_path: Path) -> None:
-    from store.db import Job
+    from synthcohort.store.db import Job
 
     npz = write_medmnist_npz(tmp_path / "server.npz")
     r = api.post("/v1/datasets", "admin", {"path": str(npz), "modality": "US", "size": [16, 16]}, idem="p-1")

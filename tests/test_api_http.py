@@ -13,17 +13,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api_fixtures import dataset_id, dataset_template, db_url, postgres_url, write_medmnist_npz  # noqa: F401
+from tests.api_fixtures import (  # noqa: F401
+    dataset_id,
+    dataset_template,
+    db_url,
+    postgres_url,
+    write_medmnist_npz,
+)
 from tests.service_fixtures import redis_url  # noqa: F401
 
 
 @pytest.fixture
 def live(db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: F811
-    from api.app import create_app
-    from api.keys import create_api_key
-    from store.db import Role, session_factory
-    from store.migrate import upgrade_database
-    from synthcohort.settings import get_settings
+    from synthcohort.api.app import create_app
+    from synthcohort.api.keys import create_api_key
+    from synthcohort.store.db import Role, session_factory
+    from synthcohort.store.migrate import upgrade_database
+
+    from synthcohort.core.settings import get_settings
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", redis_url)
     monkeypatch.setenv("SYNTHCOHORT_MAX_UPLOAD_BYTES", str(64 * 1024))
@@ -31,7 +38,7 @@ def live(db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     upgrade_database()
     with session_factory()() as s:
         keys = {role.value: create_api_key(s, role, role.value)[1] for role in Role}
-    from workers.process import ApiThread
+    from synthcohort.workers.process import ApiThread
 
     server = ApiThread(create_app()).start()
     try:
@@ -94,8 +101,7 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_job(live, dataset_
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import func, select
-
-    from store.db import Job, session_factory
+    from synthcohort.store.db import Job, session_factory
 
     url, keys = live
     body = {"dataset_id": dataset_id, "class_name": "benign", "generator": "wgan-gp", "steps": 2}

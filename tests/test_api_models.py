@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api_fixtures import Api, api, dataset_id, dataset_template, db_url, postgres_url, redis_url  # noqa: F401
+from tests.api_fixtures import (  # noqa: F401
+    Api,
+    api,
+    dataset_id,
+    dataset_template,
+    db_url,
+    postgres_url,
+    redis_url,
+)
 
 BODY = {"class_name": "malignant", "generator": "wgan-gp", "steps": 5, "seed": 3}
 
@@ -15,7 +23,7 @@ def model_body(ds: str, **over) -> dict:
 
 
 def test_create_model_commits_model_and_queued_job(api: Api, dataset_id: str) -> None:
-    from store.db import Job, JobKind, JobStatus, ModelRecordRow
+    from synthcohort.store.db import Job, JobKind, JobStatus, ModelRecordRow
 
     r = api.post("/v1/models", "alice", model_body(dataset_id), idem="train-1")
     assert r.status_code == 202, r.text
@@ -85,7 +93,7 @@ def test_bad_model_request_is_4xx_naming_the_field_and_leaves_nothing(
 
 
 def test_cancel_queued_job_cancels_its_model_and_twice_is_409(api: Api, dataset_id: str) -> None:
-    from store.db import JobStatus, ModelRecordRow
+    from synthcohort.store.db import JobStatus, ModelRecordRow
 
     out = api.post("/v1/models", "alice", model_body(dataset_id)).json()
     assert api.post(f"/v1/jobs/{out['job_id']}/cancel", "bob").status_code == 404  # not bob's
@@ -117,8 +125,9 @@ def test_pagination_and_owner_isolation_of_models_and_jobs(api: Api, dataset_id:
 
 def test_broker_outage_is_503_and_a_retry_sends_the_same_job(api: Api, dataset_id: str, redis_url: str,  # noqa: F811
                                                              monkeypatch) -> None:
-    from store.db import Job
-    from synthcohort.settings import get_settings
+    from synthcohort.store.db import Job
+
+    from synthcohort.core.settings import get_settings
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     get_settings.cache_clear()
@@ -138,7 +147,7 @@ def test_broker_outage_is_503_and_a_retry_sends_the_same_job(api: Api, dataset_i
 def test_model_view_carries_the_training_curve(api: Api, dataset_id: str) -> None:
     import json
 
-    from synthcohort.settings import get_settings
+    from synthcohort.core.settings import get_settings
 
     out = api.post("/v1/models", "alice", model_body(dataset_id)).json()
     folder = get_settings().models_dir / out["model_id"]

@@ -28,7 +28,7 @@ def _alive(pid: int) -> bool:
 
 def test_serve_runs_api_and_worker_and_stops_both(synthcohort_home: Path, redis_url: str,  # noqa: F811
                                                   tmp_path: Path) -> None:
-    from store.migrate import head_revision
+    from synthcohort.store.migrate import head_revision
 
     port = free_port()
     env = {**os.environ, "SYNTHCOHORT_HOME": str(synthcohort_home), "SYNTHCOHORT_BROKER_URL": redis_url,

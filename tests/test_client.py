@@ -15,18 +15,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 
 import synthcohort
-
-from imaging.sample_dir import write_sample_dir
-from store.cohort_export import ReleasedSample, stream_archive
 from synthcohort.client import (
-    ApiConflict, ApiNotFound, ChecksumError, Client, Forbidden, JobFailed, JobTimeout, Unauthorized,
+    ApiConflict,
+    ApiNotFound,
+    ChecksumError,
+    Client,
+    Forbidden,
+    JobFailed,
+    JobTimeout,
+    Unauthorized,
     verify_sha256sums,
 )
-from synthcohort.errors import NotFoundError, SynthcohortError
-from synthcohort.progress import Progress
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import NotFoundError, SynthcohortError
+from synthcohort.core.progress import Progress
+from synthcohort.core.settings import get_settings
 
 COHORT = "coh-0000000000000001"
 MODEL = "mdl-0000000000000001"
@@ -40,7 +46,12 @@ def _free_port() -> int:
 
 
 def _tiny_dataset() -> str:
-    from store.datasets import DatasetBuild, DatasetStore, SampleRecord, SplitArrays
+    from synthcohort.store.datasets import (
+        DatasetBuild,
+        DatasetStore,
+        SampleRecord,
+        SplitArrays,
+    )
 
     build = DatasetBuild(
         name="tiny", modality="US", classes=["benign", "malignant"],
@@ -56,14 +67,23 @@ def api(tmp_path):
     """The API on a free port, an owner, a reviewer and a stranger key, and one validated cohort
     (verdict needs_review) whose sample dir and report are on disk."""
     import uvicorn
-
-    from api.app import create_app
-    from api.keys import create_api_key
-    from store.db import (
-        Cohort, CohortStatus, DatasetRecord, Job, JobKind, JobStatus, ModelRecordRow, Role, Sample, SampleState,
-        Verdict, session_factory,
+    from synthcohort.api.app import create_app
+    from synthcohort.api.keys import create_api_key
+    from synthcohort.store.db import (
+        Cohort,
+        CohortStatus,
+        DatasetRecord,
+        Job,
+        JobKind,
+        JobStatus,
+        ModelRecordRow,
+        Role,
+        Sample,
+        SampleState,
+        Verdict,
+        session_factory,
     )
-    from store.migrate import upgrade_database
+    from synthcohort.store.migrate import upgrade_database
 
     settings = get_settings()
     upgrade_database()

@@ -18,11 +18,11 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from synthcohort.imaging.readers import group_dicom_series, read_dicom_series
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.cohort_export import CHUNK_BYTES, ReleasedSample, stream_archive
 
-from imaging.readers import group_dicom_series, read_dicom_series
-from imaging.sample_dir import write_sample_dir
-from store.cohort_export import CHUNK_BYTES, ReleasedSample, stream_archive
-from synthcohort.errors import InvalidInputError, NotFoundError
+from synthcohort.core.errors import InvalidInputError, NotFoundError
 
 CLASSES = ["malignant", "benign"]
 PROVENANCE = {"dataset_id": "ds-0123456789abcdef", "model_id": "mdl-test", "classes": CLASSES, "modality": "US",
@@ -207,7 +207,12 @@ def test_same_cohort_gives_the_same_bytes(cohort_2d):
 
 
 def test_labels_and_modality_come_from_the_dataset_store(cohort_2d, tmp_path):
-    from store.datasets import DatasetBuild, DatasetStore, SampleRecord, SplitArrays
+    from synthcohort.store.datasets import (
+        DatasetBuild,
+        DatasetStore,
+        SampleRecord,
+        SplitArrays,
+    )
 
     images = np.zeros((2, 1, 4, 4), np.float32)
     build = DatasetBuild(

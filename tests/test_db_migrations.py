@@ -21,7 +21,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database with no tables at all (PostgreSQL: this session's database, emptied)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'fresh.db'}"
-    from store.db import engine_for
+    from synthcohort.store.db import engine_for
 
     url = request.getfixturevalue("postgres_url")
     with engine_for(url).begin() as conn:
@@ -33,9 +33,12 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_create_exactly_the_models_tables(empty_db: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-
-    from store.db import Base, engine_for
-    from store.migrate import current_revision, head_revision, upgrade_database
+    from synthcohort.store.db import Base, engine_for
+    from synthcohort.store.migrate import (
+        current_revision,
+        head_revision,
+        upgrade_database,
+    )
 
     assert current_revision(empty_db) is None
     upgrade_database(empty_db)
@@ -51,9 +54,8 @@ def test_migrations_create_exactly_the_models_tables(empty_db: str) -> None:
 
 def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     from alembic import command
-
-    from store.db import engine_for
-    from store.migrate import alembic_config, upgrade_database
+    from synthcohort.store.db import engine_for
+    from synthcohort.store.migrate import alembic_config, upgrade_database
 
     url = f"sqlite:///{tmp_path / 'down.db'}"
     upgrade_database(url)
@@ -66,7 +68,7 @@ def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
 BARRIER = """
 import sys, time
 from pathlib import Path
-from store.migrate import current_revision, upgrade_database
+from synthcohort.store.migrate import current_revision, upgrade_database
 url, barrier, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 (barrier / f"ready-{sys.argv[4]}").touch()
 deadline = time.monotonic() + 120
@@ -81,7 +83,7 @@ def test_concurrent_upgrades_from_several_processes(empty_db: str, tmp_path: Pat
     """Like an API and two workers starting together on an empty database: the processes
     import first, meet at a barrier, then all upgrade at the same instant (without the
     migration lock one of them fails with "table already exists")."""
-    from store.migrate import head_revision
+    from synthcohort.store.migrate import head_revision
 
     n = 3
     procs = [subprocess.Popen([sys.executable, "-c", BARRIER, empty_db, str(tmp_path), str(n), str(i)],

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.diffusion import ddim_sample
+from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.registry import get_generator
+from synthcohort.generators.training import load_model, sample_model, train_model
+from synthcohort.imaging.sample_dir import read_sample_dir
 
-from generators.base import GeneratorSpec, TrainingData
-from generators.diffusion import ddim_sample
-from generators.pixel_frechet import pixel_frechet_distance
-from generators.registry import get_generator
-from generators.training import load_model, sample_model, train_model
-from imaging.sample_dir import read_sample_dir
-from synthcohort.seeding import torch_generator
+from synthcohort.core.seeding import torch_generator
 
 FAST = dict(channels=(16, 32), attention_levels=(False, False), norm_num_groups=8)
 
@@ -92,7 +92,7 @@ TINY_3D = dict(batch_size=2, channels=(8, 16), attention_levels=(False, False), 
 
 
 def test_3d_mask_conditioned_pipeline_writes_seeded_volumes_with_masks(tmp_path):
-    from store.ingest import import_demo
+    from synthcohort.store.ingest import import_demo
 
     ds = import_demo(3, seed=0, size=16)
     rec = train_model(ds.id, "lesion", "diffusion", steps=2, seed=0, mask=True, config=TINY_3D)

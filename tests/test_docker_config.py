@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from synthcohort.cli import build_parser
-from synthcohort.settings import Settings
+from synthcohort.core.settings import Settings
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 PREFIX = Settings.model_config["env_prefix"]
@@ -21,12 +21,11 @@ VAR = re.compile(r"\b" + PREFIX + r"[A-Z0-9_]+")
 
 
 def _installed_packages() -> list[str]:
-    """Top-level packages pyproject.toml tells setuptools to install."""
+    """Source folders pyproject.toml maps into the installed ``synthcohort`` namespace."""
     import tomllib
 
     pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
-    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    return sorted({pattern.rstrip("*").rstrip(".") for pattern in include})
+    return sorted(set(pyproject["tool"]["setuptools"]["package-dir"].values()))
 
 
 @pytest.fixture(scope="module")

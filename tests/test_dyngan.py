@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from generators.base import Generator, GeneratorSpec, TrainingData
-from generators.nets.dyngan_discriminator import DynGANDiscriminator
-from generators.nets.dyngan_generator import DynGANGenerator
-from generators.pixel_frechet import pixel_frechet_distance
-from generators.registry import get_generator
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
+from synthcohort.generators.nets.dyngan_generator import DynGANGenerator
+from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.registry import get_generator
 
 TOY = dict(batch_size=16, z_dim=16, width=16, feature_dim=32, log_every=10, monitor_every=5,
            repartition_every=60)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from synthcohort.generators.registry import FAMILY_MODULES, available, get_generator
 
-from generators.registry import FAMILY_MODULES, available, get_generator
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_MODULES))

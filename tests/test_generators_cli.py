@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from synthcohort.imaging.sample_dir import read_sample_dir
 
-from imaging.sample_dir import read_sample_dir
 from synthcohort.cli import main
 
 
@@ -71,7 +71,7 @@ def test_unknown_generator_is_rejected_by_the_parser(capsys):
 
 
 def test_bad_config_names_the_field(capsys, synthcohort_home):
-    from store.ingest import import_demo
+    from synthcohort.store.ingest import import_demo
 
     ds = import_demo(2, seed=0, size=16)
     code, _, err = _run(capsys, "train", "--dataset", ds.id, "--class", "lesion", "--generator", "diffusion",

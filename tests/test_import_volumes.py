@@ -8,9 +8,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-
-from imaging.readers import read_nifti
-from store.ingest import import_path
+from synthcohort.imaging.readers import read_nifti
+from synthcohort.store.ingest import import_path
 
 pytestmark = pytest.mark.shared_data
 

@@ -9,16 +9,16 @@ from sqlalchemy import select
 
 
 def _session():
-    from store.db import session_factory
-    from store.migrate import upgrade_database
+    from synthcohort.store.db import session_factory
+    from synthcohort.store.migrate import upgrade_database
 
     upgrade_database()
     return session_factory()()
 
 
 def test_key_is_stored_hashed_and_authenticates_until_revoked() -> None:
-    from api.keys import authenticate, create_api_key, revoke_api_key
-    from store.db import ApiKey, Role
+    from synthcohort.api.keys import authenticate, create_api_key, revoke_api_key
+    from synthcohort.store.db import ApiKey, Role
 
     with _session() as s:
         row, plain = create_api_key(s, "reviewer", "dr. who")
@@ -35,8 +35,9 @@ def test_key_is_stored_hashed_and_authenticates_until_revoked() -> None:
 
 
 def test_bad_role_or_name_is_an_error_naming_the_field() -> None:
-    from api.keys import create_api_key
-    from synthcohort.errors import InvalidInputError
+    from synthcohort.api.keys import create_api_key
+
+    from synthcohort.core.errors import InvalidInputError
 
     with _session() as s:
         with pytest.raises(InvalidInputError) as e:
@@ -48,8 +49,9 @@ def test_bad_role_or_name_is_an_error_naming_the_field() -> None:
 
 
 def test_cli_keys_create_prints_only_the_key(capsys) -> None:
-    from api.keys import authenticate
-    from store.db import Role
+    from synthcohort.api.keys import authenticate
+    from synthcohort.store.db import Role
+
     from synthcohort.cli import main
 
     assert main(["keys", "create", "--role", "reviewer", "--name", "radiology-1"]) == 0

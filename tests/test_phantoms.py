@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from imaging.phantoms import CLASSES, make_phantoms
-from store.ingest import import_demo
+from synthcohort.imaging.phantoms import CLASSES, make_phantoms
+from synthcohort.store.ingest import import_demo
 
 
 def test_2d_phantoms_are_seeded_imbalanced_and_lesions_match_masks():

@@ -6,11 +6,11 @@ import json
 import typing
 
 import pytest
+from synthcohort.generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
+from synthcohort.generators.registry import available, get_generator
 
-from generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
-from generators.registry import available, get_generator
 from synthcohort.cli import main
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 
 def test_auto_applies_to_small_2d_classes_without_a_user_config():
@@ -40,7 +40,7 @@ def test_every_preset_is_a_valid_config_of_its_family():
 
 
 def test_api_accepts_the_same_preset_names():
-    from api.schemas import CohortCreate, ModelCreate
+    from synthcohort.api.schemas import CohortCreate, ModelCreate
 
     for schema in (ModelCreate, CohortCreate):
         assert typing.get_args(schema.model_fields["preset"].annotation) == PRESET_NAMES

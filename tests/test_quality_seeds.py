@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.quality import beats_random_oversampling  # noqa: E402
-from benchmarks.quality_seeds import main, summarise  # noqa: E402
+from benchmarks.quality import beats_random_oversampling
+from benchmarks.quality_seeds import main, summarise
 
 
 def _arm(recall: float, bal: float) -> dict:

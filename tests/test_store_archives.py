@@ -11,11 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
+from synthcohort.store.datasets import DatasetStore
+from synthcohort.store.ingest import import_path
 
-from store.ingest import import_path
-from synthcohort.errors import InvalidInputError, TooLargeError
-from synthcohort.settings import get_settings
-from store.datasets import DatasetStore
+from synthcohort.core.errors import InvalidInputError, TooLargeError
+from synthcohort.core.settings import get_settings
 
 
 def assert_nothing_left(home):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
+from synthcohort.store.datasets import DatasetStore
 
-from store.datasets import DatasetStore
 from synthcohort.cli import main
 
 

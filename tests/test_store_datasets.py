@@ -6,10 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from synthcohort.store.datasets import (
+    DatasetBuild,
+    DatasetStore,
+    SampleRecord,
+    SplitArrays,
+)
+from synthcohort.store.splits import stratified_split
 
-from store.datasets import DatasetBuild, DatasetStore, SampleRecord, SplitArrays
-from store.splits import stratified_split
-from synthcohort.errors import HoldoutAccessError, InvalidInputError, NotFoundError
+from synthcohort.core.errors import HoldoutAccessError, InvalidInputError, NotFoundError
 
 
 def _build(seed: int = 0, *, eight_bit: bool = True, name: str = "toy") -> DatasetBuild:

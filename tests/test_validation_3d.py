@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
-
-from imaging.sample_dir import write_sample_dir
-from store.ingest import import_path
-from validation.config import ValidationConfig
-from validation.pipeline import validate_cohort
-from validation.verdict import FAILED
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.ingest import import_path
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.pipeline import validate_cohort
+from synthcohort.validation.verdict import FAILED
 
 pytestmark = pytest.mark.shared_data
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.ingest import import_path
 
-from imaging.sample_dir import write_sample_dir
-from store.ingest import import_path
 from synthcohort.cli import main
 
 pytestmark = pytest.mark.shared_data

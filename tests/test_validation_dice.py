@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from validation.dice import dice_gate
-from validation.segmenter import train_segmenter
+from synthcohort.validation.dice import dice_gate
+from synthcohort.validation.segmenter import train_segmenter
 
 pytestmark = pytest.mark.shared_data
 

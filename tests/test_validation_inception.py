@@ -7,9 +7,9 @@ import socket
 import numpy as np
 import pytest
 import torch
+from synthcohort.validation.inception import WEIGHTS_NAME, inception_features_available
 
-from synthcohort.settings import get_settings
-from validation.inception import WEIGHTS_NAME, inception_features_available
+from synthcohort.core.settings import get_settings
 
 
 @pytest.fixture()
@@ -56,6 +56,6 @@ def test_local_weights_file_is_used_and_hashed(monkeypatch, tmp_path, no_network
     assert why is None and ext.dim == 2048 and len(ext.sha256) == 64
     feats = ext(np.random.default_rng(0).random((3, 1, 28, 28)).astype(np.float32))
     assert feats.shape == (3, 2048) and np.isfinite(feats).all() and feats.std(0).max() > 0
-    from validation.encoder import state_dict_sha256
+    from synthcohort.validation.encoder import state_dict_sha256
 
     assert ext.sha256 == state_dict_sha256(net)  # the hash is of the weights that were loaded

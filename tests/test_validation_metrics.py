@@ -8,17 +8,35 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
+from synthcohort.validation.collapse import bins_test, normalised_entropy, prdc
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.copies import authenticity_mask, screen_copies
+from synthcohort.validation.dice import dice_scores
+from synthcohort.validation.flags import broken_flags, outlier_flags
+from synthcohort.validation.frechet import (
+    Whitening,
+    fd,
+    feature_stats,
+    frechet_distance,
+    relative_similarity,
+)
+from synthcohort.validation.kid import kid, mmd2_unbiased
+from synthcohort.validation.neighbours import (
+    ball_counts,
+    knn,
+    knn_radii,
+    max_correlation,
+)
+from synthcohort.validation.verdict import (
+    FAILED,
+    NEEDS_REVIEW,
+    PASSED,
+    decide,
+    gate,
+    info,
+)
 
-from synthcohort.errors import InvalidInputError
-from validation.collapse import bins_test, normalised_entropy, prdc
-from validation.config import ValidationConfig
-from validation.copies import authenticity_mask, screen_copies
-from validation.dice import dice_scores
-from validation.flags import broken_flags, outlier_flags
-from validation.frechet import Whitening, fd, feature_stats, frechet_distance, relative_similarity
-from validation.kid import kid, mmd2_unbiased
-from validation.neighbours import ball_counts, knn, knn_radii, max_correlation
-from validation.verdict import FAILED, NEEDS_REVIEW, PASSED, decide, gate, info
+from synthcohort.core.errors import InvalidInputError
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:

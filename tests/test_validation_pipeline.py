@@ -8,14 +8,13 @@ import re
 
 import numpy as np
 import pytest
-
-from imaging.readers import read_medmnist
-from validation.calibration import real_vs_real_split
-from validation.config import ValidationConfig
-from validation.encoder import domain_encoder
-from validation.pipeline import RealSplit, validate_arrays
-from validation.reference import reference_indices, reference_seed
-from validation.verdict import FAILED, NEEDS_REVIEW
+from synthcohort.imaging.readers import read_medmnist
+from synthcohort.validation.calibration import real_vs_real_split
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.encoder import domain_encoder
+from synthcohort.validation.pipeline import validate_arrays
+from synthcohort.validation.reference import reference_indices, reference_seed
+from synthcohort.validation.verdict import FAILED, NEEDS_REVIEW
 
 pytestmark = pytest.mark.shared_data
 
@@ -181,7 +180,7 @@ def test_same_seed_same_report(pneumonia):
 def test_utility_classifier_default_budget_learns_breastmnist(shared_data):
     """The stage's default classifier budget must train the CNN properly, or every arm is judged
     by an undertrained model (at 6 epochs 'no augmentation' had AUROC .75 and recall .43)."""
-    from validation.utility import utility_experiment
+    from synthcohort.validation.utility import utility_experiment
 
     splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
     (x, y), val, test = splits["train"], splits["val"], splits["test"]
@@ -196,7 +195,7 @@ def test_utility_arms_on_real_breastmnist(shared_data):
     """Every arm trains the same classifier and is scored on the real test split with CIs; the
     'synthetic' arm here gets real val images, so it must not do worse than random oversampling
     by more than the noise of the test set."""
-    from validation.utility import ARMS, build_arm, utility_experiment
+    from synthcohort.validation.utility import ARMS, build_arm, utility_experiment
 
     splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
     (x, y), val, test = splits["train"], splits["val"], splits["test"]

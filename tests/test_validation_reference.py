@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from validation.encoder import domain_encoder, state_dict_sha256, train_domain_encoder
-from validation.reference import indices_fingerprint, reference_indices, reference_seed
+from synthcohort.validation.encoder import (
+    domain_encoder,
+    state_dict_sha256,
+    train_domain_encoder,
+)
+from synthcohort.validation.reference import (
+    indices_fingerprint,
+    reference_indices,
+    reference_seed,
+)
 
 pytestmark = pytest.mark.shared_data
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from generators.base import Generator, GeneratorSpec, TrainingData
-from generators.pixel_frechet import pixel_frechet_distance
-from generators.registry import get_generator
-from generators.training import list_models, load_model, sample_model, train_model
-from imaging.sample_dir import read_sample_dir
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.registry import get_generator
+from synthcohort.generators.training import (
+    list_models,
+    load_model,
+    sample_model,
+    train_model,
+)
+from synthcohort.imaging.sample_dir import read_sample_dir
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,7 @@ TINY_3D = dict(batch_size=4, g_channels=8, d_channels=8, z_dim=16, embed_dim=8, 
 
 
 def test_3d_mask_conditioned_pipeline_trains_resumes_and_writes_volumes_with_masks(tmp_path):
-    from store.ingest import import_demo
+    from synthcohort.store.ingest import import_demo
 
     ds = import_demo(3, seed=0, size=16)
     assert ds.meta.has_masks and ds.meta.image_size == (16, 16, 16)

@@ -34,8 +34,8 @@ SEED = 11
 def train_until_killed(stack, shared_data) -> tuple[str, str, int]:
     """Ask for a cohort (which trains first); SIGKILL the worker once a checkpoint past step 1
     and well before the end exists."""
-    from store.db import Job
-    from workers.tasks import _checkpoint_step, cohort_model_id
+    from synthcohort.store.db import Job
+    from synthcohort.workers.tasks import _checkpoint_step, cohort_model_id
 
     first = stack.start_worker()
     dataset_id = upload_breastmnist(stack, shared_data)
@@ -65,7 +65,7 @@ def train_until_killed(stack, shared_data) -> tuple[str, str, int]:
 
 
 def check_resumed(stack, model_id: str, job_id: str, killed_at: int) -> None:
-    from generators.training import train_model
+    from synthcohort.generators.training import train_model
 
     deadline = time.monotonic() + 300
     with stack.client_for("requester") as c:

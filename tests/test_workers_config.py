@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from synthcohort.store.db import Job, JobKind, SampleState
+from synthcohort.workers.celery_app import (
+    TASK_ROUTES,
+    VISIBILITY_TIMEOUT_S,
+    celery_config,
+)
+from synthcohort.workers.tasks import cohort_model_id, job_plan, sample_state
 
-from store.db import Job, JobKind, SampleState
-from synthcohort.settings import get_settings
-from workers.celery_app import TASK_ROUTES, VISIBILITY_TIMEOUT_S, celery_config
-from workers.tasks import cohort_model_id, job_plan, sample_state
+from synthcohort.core.settings import get_settings
 
 
 def test_embedded_broker_without_settings(synthcohort_home):
@@ -35,7 +39,7 @@ def test_training_and_sampling_go_to_gpu_import_and_validation_to_cpu():
 
 
 def test_app_is_reconfigured_when_settings_change(monkeypatch):
-    from workers.celery_app import app, ensure_configured
+    from synthcohort.workers.celery_app import app, ensure_configured
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", "redis://127.0.0.1:6379/5")
     get_settings.cache_clear()
@@ -63,7 +67,7 @@ def test_cohort_model_id_is_fixed_in_advance():
     """A redelivered cohort job must resume the same model, so its id comes from the job id."""
     a = cohort_model_id(_job(JobKind.cohort, {"dataset_id": "ds-1"}))
     assert a == cohort_model_id(_job(JobKind.cohort, {"dataset_id": "ds-1"}))
-    from generators.training import MODEL_ID
+    from synthcohort.generators.training import MODEL_ID
 
     assert MODEL_ID.match(a)
     other = Job(id="job-def", kind=JobKind.cohort, request={"dataset_id": "ds-1"})

@@ -7,16 +7,16 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from synthcohort.store.db import Job, JobKind, JobStatus, session_factory, utcnow
+from synthcohort.workers.lease import STALE_S, Claim, JobLease
+from synthcohort.workers.progress import JobProgress, stage_spans
 
-from store.db import Job, JobKind, JobStatus, session_factory, utcnow
-from synthcohort.progress import Progress
-from workers.lease import STALE_S, Claim, JobLease
-from workers.progress import JobProgress, stage_spans
+from synthcohort.core.progress import Progress
 
 
 @pytest.fixture
 def factory():
-    from store.migrate import upgrade_database
+    from synthcohort.store.migrate import upgrade_database
 
     upgrade_database()
     return session_factory()
@@ -102,7 +102,7 @@ def test_cancel_request_is_seen_by_should_stop(factory):
 
 
 def test_heartbeat_keeps_the_claim_fresh(factory, monkeypatch):
-    import workers.lease as lease_mod
+    import synthcohort.workers.lease as lease_mod
 
     monkeypatch.setattr(lease_mod, "HEARTBEAT_S", 0.05)
     job_id = make_job(factory)

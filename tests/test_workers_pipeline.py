@@ -9,10 +9,19 @@ import json
 
 import numpy as np
 import pytest
-
-from store.db import (
-    ApiKey, Cohort, CohortStatus, DatasetRecord, Job, JobKind, JobStatus, ModelRecordRow, Role, Sample,
-    SampleState, session_factory,
+from synthcohort.store.db import (
+    ApiKey,
+    Cohort,
+    CohortStatus,
+    DatasetRecord,
+    Job,
+    JobKind,
+    JobStatus,
+    ModelRecordRow,
+    Role,
+    Sample,
+    SampleState,
+    session_factory,
 )
 
 pytestmark = pytest.mark.shared_data
@@ -26,11 +35,12 @@ N_COPIES, N_OTHER = 4, 12
 def cohort_setup(synthcohort_home, shared_data):
     """A dataset, a model row and a cohort whose sample dir holds 4 exact copies of malignant
     training images and 12 real malignant validation images; the job waits for 'validate'."""
-    from api.keys import create_api_key
-    from imaging.sample_dir import write_sample_dir
-    from store.ingest import import_path
-    from store.migrate import upgrade_database
-    from synthcohort.settings import get_settings
+    from synthcohort.api.keys import create_api_key
+    from synthcohort.imaging.sample_dir import write_sample_dir
+    from synthcohort.store.ingest import import_path
+    from synthcohort.store.migrate import upgrade_database
+
+    from synthcohort.core.settings import get_settings
 
     upgrade_database()
     version = import_path(shared_data / "medmnist" / "breastmnist.npz", classes=["malignant", "normal_benign"],
@@ -70,9 +80,10 @@ def set_request(factory, job_id: str, **changes) -> None:
 
 
 def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
-    from store.atomic import sha256_file
-    from synthcohort.settings import get_settings
-    from workers.tasks import validate_cohort_task
+    from synthcohort.workers.tasks import validate_cohort_task
+
+    from synthcohort.core.atomic import sha256_file
+    from synthcohort.core.settings import get_settings
 
     factory, job_id, cohort_id = cohort_setup
     validate_cohort_task.apply(args=[job_id])
@@ -112,8 +123,9 @@ def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
     ({"similarity_threshold": 0.5}, "only an admin key may loosen a validation gate"),
 ])
 def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, message):
-    from synthcohort.settings import get_settings
-    from workers.tasks import validate_cohort_task
+    from synthcohort.workers.tasks import validate_cohort_task
+
+    from synthcohort.core.settings import get_settings
 
     factory, job_id, cohort_id = cohort_setup
     set_request(factory, job_id, validation=validation)
@@ -128,7 +140,7 @@ def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, 
 
 
 def test_stricter_gates_are_anyones_choice(cohort_setup):
-    from workers.tasks import owner_role, validation_config
+    from synthcohort.workers.tasks import owner_role, validation_config
 
     factory, job_id, _ = cohort_setup
     with factory() as s:

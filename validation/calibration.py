@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from validation.pipeline import RealSplit
+from synthcohort.validation.pipeline import RealSplit
 
 
 @dataclass

@@ -18,8 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
-
-from validation.neighbours import DEFAULT_CHUNK_BYTES, ball_counts, knn, knn_radii
+from synthcohort.validation.neighbours import (
+    DEFAULT_CHUNK_BYTES,
+    ball_counts,
+    knn,
+    knn_radii,
+)
 
 
 @dataclass
@@ -75,7 +79,6 @@ def bins_test(real: np.ndarray, fake: np.ndarray, *, seed: int, max_bins: int = 
     large as before) and counts the reference sample, which the encoder did not see, like ``fake``.
     """
     from sklearn.cluster import KMeans
-
     from threadpoolctl import threadpool_limits
 
     fit = real if cells_from is None else cells_from
@@ -107,8 +110,8 @@ def tsne_plot(real: np.ndarray, fake: np.ndarray, path: Path, *, seed: int, max_
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
-    from store.atomic import atomic_path
-    from synthcohort.seeding import numpy_rng
+    from synthcohort.core.atomic import atomic_path
+    from synthcohort.core.seeding import numpy_rng
 
     rng = numpy_rng(seed)
     r = real[rng.choice(len(real), min(len(real), max_points), replace=False)]

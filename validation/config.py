@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError
 
 MIN_SAMPLES = 6  # the smallest set the stage can judge: k = 5 neighbours need six points
 # Epochs of the utility classifier. Measured on BreastMNIST (546 train images, 2 seeds): 6 epochs

@@ -16,8 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from validation.neighbours import DEFAULT_CHUNK_BYTES, knn, knn_radii, max_correlation
+from synthcohort.validation.neighbours import (
+    DEFAULT_CHUNK_BYTES,
+    knn,
+    knn_radii,
+    max_correlation,
+)
 
 
 @dataclass

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from store.atomic import atomic_write_bytes
-from synthcohort.device import select_device
-from synthcohort.seeding import derive_seed, torch_generator
-from synthcohort.settings import get_settings
+from synthcohort.core.atomic import atomic_write_bytes
+from synthcohort.core.device import select_device
+from synthcohort.core.seeding import derive_seed, torch_generator
+from synthcohort.core.settings import get_settings
 
 ENCODER_VERSION = 2
 
@@ -199,7 +199,7 @@ def domain_encoder(
 ) -> FeatureExtractor:
     """The cached domain encoder of a dataset version (trained on first use), trained on all
     of ``images`` except the indices in ``exclude`` (the validation's reference sample)."""
-    from validation.reference import indices_fingerprint
+    from synthcohort.validation.reference import indices_fingerprint
 
     spatial_dims = images.ndim - 2
     key = dataset_key or arrays_key(images, labels)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from validation.copies import CopyScreen
-from validation.neighbours import DEFAULT_CHUNK_BYTES, knn, knn_radii
+from synthcohort.validation.copies import CopyScreen
+from synthcohort.validation.neighbours import DEFAULT_CHUNK_BYTES, knn, knn_radii
 
 
 @dataclass

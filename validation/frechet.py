@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-from synthcohort.seeding import numpy_rng
+from synthcohort.core.seeding import numpy_rng
 
 
 def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,21 +15,30 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from synthcohort.validation.collapse import bins_test, prdc, tsne_plot
+from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
+from synthcohort.validation.copies import screen_copies
+from synthcohort.validation.encoder import FeatureExtractor, domain_encoder
+from synthcohort.validation.flags import (
+    broken_flags,
+    copy_flags,
+    merge_flags,
+    outlier_flags,
+)
+from synthcohort.validation.frechet import Whitening, fd, relative_similarity
+from synthcohort.validation.kid import kid
+from synthcohort.validation.reference import (
+    REFERENCE_FRACTION,
+    indices_fingerprint,
+    reference_indices,
+    reference_seed,
+)
+from synthcohort.validation.verdict import Metric, ValidationReport, decide, gate, info
 
-from synthcohort import __version__
-from synthcohort.errors import InvalidInputError
-from synthcohort.progress import Progress, ProgressCallback
-from synthcohort.seeding import derive_seed, numpy_rng
-from validation.collapse import bins_test, prdc, tsne_plot
-from validation.config import MIN_SAMPLES, ValidationConfig
-from validation.copies import screen_copies
-from validation.encoder import FeatureExtractor, domain_encoder
-from validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
-from validation.frechet import Whitening, fd, relative_similarity
-from validation.kid import kid
-from validation.reference import REFERENCE_FRACTION, indices_fingerprint, reference_indices, reference_seed
-from validation.verdict import Metric, ValidationReport, decide, gate, info
-
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import Progress, ProgressCallback
+from synthcohort.core.seeding import derive_seed, numpy_rng
+from synthcohort.core.version import code_version
 
 
 class SplitLike(Protocol):
@@ -76,8 +85,8 @@ def validate_cohort(
 ) -> ValidationReport:
     """Validate the cohort in ``sample_dir`` against dataset version ``dataset_id``; writes
     ``out_dir/report.json``, ``report.html`` and the pictures."""
-    from imaging.sample_dir import read_sample_dir
-    from store.datasets import DatasetStore
+    from synthcohort.imaging.sample_dir import read_sample_dir
+    from synthcohort.store.datasets import DatasetStore
 
     dataset = DatasetStore().get(dataset_id)
     meta = dataset.meta
@@ -203,7 +212,7 @@ def validate_arrays(
     metrics["kid_synthetic"] = info(k_syn.value, ci=k_syn.ci, label=f"KID(synthetic, hold-out), subsets of {k_syn.subset_size}")
     metrics["kid_reference"] = info(k_ref.value, ci=k_ref.ci, label=f"KID(real reference, hold-out), subsets of {k_ref.subset_size}")
     if cfg.use_inception:
-        from validation.inception import inception_features_available
+        from synthcohort.validation.inception import inception_features_available
 
         inc, why = inception_features_available(spatial_dims)
         if inc is None:
@@ -226,7 +235,7 @@ def validate_arrays(
 
     # 3. Dice gate ------------------------------------------------------------------------------------
     if masks_used:
-        from validation.dice import dice_gate
+        from synthcohort.validation.dice import dice_gate
 
         tr_m, te_m = np.asarray(real_train.masks), np.asarray(real_test.masks)
         dres = dice_gate(
@@ -290,7 +299,7 @@ def validate_arrays(
 
     # 6. utility -------------------------------------------------------------------------------------------------
     if cfg.utility:
-        from validation.utility import utility_experiment
+        from synthcohort.validation.utility import utility_experiment
 
         va_x, va_y = np.asarray(real_val.images, np.float32), np.asarray(real_val.labels).reshape(-1).astype(np.int64)
         num_classes = len(class_names) if class_names else int(max(tr_y.max(), te_y.max(), va_y.max()) + 1)
@@ -323,7 +332,7 @@ def validate_arrays(
     details["timings_s"] = step.timings
     report = ValidationReport(verdict, reasons, metrics, samples, extractors, prov, warnings, details)
     if out_dir is not None:
-        from validation.report import write_report
+        from synthcohort.validation.report import write_report
 
         out_dir = Path(out_dir)
         tsne_path = None
@@ -362,7 +371,7 @@ def _provenance(user: dict | None, cfg: ValidationConfig, class_name: str, class
         "class_index": class_index,
         "seeds": {"validation": cfg.seed},
         "extractors": extractors,
-        "code_version": {"synthcohort": __version__, "git_commit": _git_commit()},
+        "code_version": code_version(),
         "config": cfg.model_dump(),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -371,19 +380,3 @@ def _provenance(user: dict | None, cfg: ValidationConfig, class_name: str, class
         prov["seeds"]["sampling"] = sorted({r.get("seed", "") for r in rows} - {""})
     prov.update(user or {})
     return prov
-
-
-def _git_commit() -> str | None:
-    """The checkout's commit, read from .git without running git (None outside a checkout)."""
-    git = Path(__file__).resolve().parents[1] / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = git / head[5:]
-            if ref.is_file():
-                return ref.read_text().strip()
-            packed = (git / "packed-refs").read_text().splitlines()
-            return next((line.split()[0] for line in packed if line.endswith(head[5:])), None)
-        return head
-    except OSError:
-        return None

@@ -19,7 +19,7 @@ import hashlib
 
 import numpy as np
 
-from synthcohort.seeding import derive_seed, numpy_rng
+from synthcohort.core.seeding import derive_seed, numpy_rng
 
 REFERENCE_FRACTION = 0.5
 

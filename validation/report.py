@@ -11,12 +11,12 @@ from pathlib import Path
 from string import Template
 
 import numpy as np
+from synthcohort.imaging.writers import to_uint8
+from synthcohort.validation.copies import CopyScreen
+from synthcohort.validation.verdict import ValidationReport
 
-from imaging.writers import to_uint8
-from store.atomic import atomic_write_bytes, atomic_write_text
-from synthcohort.seeding import numpy_rng
-from validation.copies import CopyScreen
-from validation.verdict import ValidationReport
+from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
+from synthcohort.core.seeding import numpy_rng
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from synthcohort.device import select_device
-from synthcohort.seeding import derive_seed, torch_generator
-from synthcohort.settings import get_settings
+from synthcohort.core.device import select_device
+from synthcohort.core.seeding import derive_seed, torch_generator
+from synthcohort.core.settings import get_settings
 
 
 def build_segmenter(spatial_dims: int, in_channels: int) -> torch.nn.Module:
@@ -68,7 +68,7 @@ def segment(net: torch.nn.Module, images: np.ndarray, batch_size: int = 8) -> np
 
 
 def _check_divisible(spatial: tuple[int, ...]) -> None:
-    from synthcohort.errors import InvalidInputError
+    from synthcohort.core.errors import InvalidInputError
 
     if any(s % 4 for s in spatial):
         raise InvalidInputError(

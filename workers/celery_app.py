@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from synthcohort.settings import Settings, get_settings
+from synthcohort.core.settings import Settings, get_settings
 
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
@@ -102,5 +102,5 @@ def ensure_configured() -> Celery:
     return configure(app, settings)
 
 
-app = Celery("synthcohort", include=["workers.tasks"])
+app = Celery("synthcohort", include=["synthcohort.workers.tasks"])
 configure(app)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 
-from synthcohort.settings import get_settings
+from synthcohort.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def prepare_database() -> None:
     """Bring the metadata DB to the current schema before taking work."""
-    try:
-        from store.migrate import upgrade_database
-    except ModuleNotFoundError as exc:  # migrations not written yet: plain create_all
-        if exc.name != "store.migrate":
-            raise
-        from store.db import Base, engine_for
+    from synthcohort.store.migrate import upgrade_database
 
-        Base.metadata.create_all(engine_for(get_settings().sqlalchemy_url()))
-        return
     upgrade_database()
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from synthcohort.errors import InvalidInputError
-    from workers.celery_app import app, ensure_configured
-    from workers.dispatch import recover_orphaned_jobs
+    from synthcohort.workers.celery_app import app, ensure_configured
+    from synthcohort.workers.dispatch import recover_orphaned_jobs
+
+    from synthcohort.core.errors import InvalidInputError
 
     logging.getLogger().setLevel(args.loglevel.upper())
     queues = args.queues or get_settings().worker_queues

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from celery import chain
+from synthcohort.store.db import Job, JobStatus, session_factory
+from synthcohort.workers.celery_app import ensure_configured, is_embedded_broker
+from synthcohort.workers.lease import STALE_S, heartbeat_age_s
 
-from store.db import Job, JobStatus, session_factory
-from synthcohort.errors import NotFoundError
-from synthcohort.settings import get_settings
-from workers.celery_app import ensure_configured, is_embedded_broker
-from workers.lease import STALE_S, heartbeat_age_s
+from synthcohort.core.errors import NotFoundError
+from synthcohort.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def enqueue_job(job_id: str) -> str:
 
     Stages already done are skipped by the tasks themselves, so sending a job again (after a
     crash) is safe."""
-    from workers.tasks import STAGE_TASKS, job_plan
+    from synthcohort.workers.tasks import STAGE_TASKS, job_plan
 
     ensure_configured()
     factory = session_factory()

@@ -28,9 +28,7 @@ from celery import Task
 from celery.exceptions import Ignore
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
-
-from store.atomic import atomic_dir, sha256_file
-from store.db import (
+from synthcohort.store.db import (
     ApiKey,
     Cohort,
     CohortStatus,
@@ -46,12 +44,14 @@ from store.db import (
     session_factory,
     utcnow,
 )
-from synthcohort import __version__
-from synthcohort.errors import InvalidInputError, SynthcohortError
-from synthcohort.settings import get_settings
-from workers.celery_app import app
-from workers.lease import Claim, JobLease
-from workers.progress import JobProgress, stage_spans
+from synthcohort.workers.celery_app import app
+from synthcohort.workers.lease import Claim, JobLease
+from synthcohort.workers.progress import JobProgress, stage_spans
+
+from synthcohort.core.atomic import atomic_dir, sha256_file
+from synthcohort.core.errors import InvalidInputError, SynthcohortError
+from synthcohort.core.settings import get_settings
+from synthcohort.core.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _import_kwargs(request: dict[str, Any], import_path: Callable) -> tuple[Path
 
 
 def do_import(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from store.ingest import import_path
+    from synthcohort.store.ingest import import_path
 
     if job.target_id:
         with factory() as s:
@@ -283,7 +283,7 @@ def _train_request(job: Job) -> dict[str, Any]:
 
 
 def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from generators.training import train_model
+    from synthcohort.generators.training import train_model
 
     t = _train_request(job)
     model_id = t["model_id"]
@@ -339,7 +339,7 @@ def train_model_task(self: Task, job_id: str) -> str:
 
 # -- sample -------------------------------------------------------------------------------------
 def do_sample(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from generators.training import sample_model
+    from synthcohort.generators.training import sample_model
 
     model_id = cohort_model_id(job)
     with factory() as s:
@@ -424,7 +424,7 @@ def owner_role(factory: sessionmaker[Session], job: Job) -> Role:
 def validation_config(request: dict[str, Any], owner_role: Role | None):
     """The request's validation overrides. Budgets and stricter gates are anyone's choice;
     a looser gate or flag would let a requester pass their own cohort, so it needs an admin."""
-    from validation.config import ValidationConfig
+    from synthcohort.validation.config import ValidationConfig
 
     raw = request.get("validation")
     if not raw:
@@ -441,7 +441,7 @@ def validation_config(request: dict[str, Any], owner_role: Role | None):
 
 
 def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from validation.pipeline import validate_cohort
+    from synthcohort.validation.pipeline import validate_cohort
 
     with factory() as s:
         cohort = s.get(Cohort, job.target_id)

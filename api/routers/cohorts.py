@@ -7,14 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
-
-from api.deps import Caller, DbSession, IdempotencyKey, Page, Reviewer
-from api.routers import mark_replay
-from api.schemas import ArchiveKind, CohortCreate, CohortOut, ReviewCreate, SampleFormat, SampleOut
-from api.schemas import Page as PageOf
-from api.services import cohorts as service
-from api.services.reviews import review_sample
-from store.db import SampleState
+from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page, Reviewer
+from synthcohort.api.routers import mark_replay
+from synthcohort.api.schemas import (
+    ArchiveKind,
+    CohortCreate,
+    CohortOut,
+    ReviewCreate,
+    SampleFormat,
+    SampleOut,
+)
+from synthcohort.api.schemas import Page as PageOf
+from synthcohort.api.services import cohorts as service
+from synthcohort.api.services.reviews import review_sample
+from synthcohort.store.db import SampleState
 
 router = APIRouter(prefix="/cohorts", tags=["cohorts"])
 

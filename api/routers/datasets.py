@@ -6,14 +6,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-
-from api.deps import Caller, DbSession, IdempotencyKey, Page
-from api.errors import BadRequest
-from api.routers import mark_replay
-from api.schemas import DatasetOut, DatasetPathRequest, JobAccepted
-from api.schemas import Page as PageOf
-from api.services import datasets as service
-from api.uploads import receive_multipart
+from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page
+from synthcohort.api.errors import BadRequest
+from synthcohort.api.routers import mark_replay
+from synthcohort.api.schemas import DatasetOut, DatasetPathRequest, JobAccepted
+from synthcohort.api.schemas import Page as PageOf
+from synthcohort.api.services import datasets as service
+from synthcohort.api.uploads import receive_multipart
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

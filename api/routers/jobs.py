@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from api.deps import Caller, DbSession, Page
-from api.schemas import JobOut
-from api.schemas import Page as PageOf
-from api.services import jobs as service
-from api.services.pagination import paginate
+from synthcohort.api.deps import Caller, DbSession, Page
+from synthcohort.api.schemas import JobOut
+from synthcohort.api.schemas import Page as PageOf
+from synthcohort.api.services import jobs as service
+from synthcohort.api.services.pagination import paginate
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-
-from api.deps import Caller, DbSession, IdempotencyKey, Page
-from api.routers import mark_replay
-from api.schemas import ModelAccepted, ModelCreate, ModelOut
-from api.schemas import Page as PageOf
-from api.services import models as service
+from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page
+from synthcohort.api.routers import mark_replay
+from synthcohort.api.schemas import ModelAccepted, ModelCreate, ModelOut
+from synthcohort.api.schemas import Page as PageOf
+from synthcohort.api.services import models as service
 
 router = APIRouter(prefix="/models", tags=["models"])
 

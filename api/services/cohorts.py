@@ -12,21 +12,45 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
-
-from api.deps import PageParams
-from api.errors import Conflict, Forbidden, ServiceUnavailable
-from api.schemas import CohortCreate
-from api.services.access import get_visible, visible
-from api.services.datasets import check_class, dataset_for
-from api.services.jobs import ensure_dispatched, find_replay, new_id, request_hash, submit
-from api.services.models import check_generator
-from api.services.pagination import paginate
-from store.atomic import sha256_file
-from store.db import (
-    ApiKey, Cohort, CohortStatus, DatasetRecord, Job, JobKind, JobStatus, ModelRecordRow, Role, Sample, SampleState, Verdict,
+from synthcohort.api.deps import PageParams
+from synthcohort.api.errors import Conflict, Forbidden
+from synthcohort.api.schemas import CohortCreate
+from synthcohort.api.services.access import get_visible, visible
+from synthcohort.api.services.datasets import check_class, dataset_for
+from synthcohort.api.services.jobs import (
+    ensure_dispatched,
+    find_replay,
+    new_id,
+    request_hash,
+    submit,
 )
-from synthcohort.errors import InvalidInputError, NotFoundError
-from synthcohort.settings import get_settings
+from synthcohort.api.services.models import check_generator
+from synthcohort.api.services.pagination import paginate
+from synthcohort.store.cohort_export import (
+    MEDIA_TYPE,
+    ReleasedSample,
+    archive_filename,
+    stream_archive,
+)
+from synthcohort.store.db import (
+    ApiKey,
+    Cohort,
+    CohortStatus,
+    DatasetRecord,
+    Job,
+    JobKind,
+    JobStatus,
+    ModelRecordRow,
+    Role,
+    Sample,
+    SampleState,
+    Verdict,
+)
+
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.core.settings import get_settings
+
 
 def cohort_dir(cohort_id: str) -> Path:
     return get_settings().cohorts_dir / cohort_id
@@ -53,7 +77,7 @@ def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) 
         dataset_id, class_name, generator = dataset.id, body.class_name, body.generator
     if body.validation:
         # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
-        from workers.tasks import validation_config
+        from synthcohort.workers.tasks import validation_config
 
         validation_config({"validation": body.validation}, key.role)
     cohort_id, job_id = new_id("coh"), new_id("job")
@@ -184,7 +208,7 @@ def get_sample(session: Session, key: ApiKey, cohort_id: str, index: int) -> Sam
 
 
 def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> bytes:
-    from api.thumbnails import render_thumbnail
+    from synthcohort.api.thumbnails import render_thumbnail
 
     sample = get_sample(session, key, cohort_id, index)
     if not _may_see_image(key, sample):
@@ -211,12 +235,6 @@ def download(session: Session, key: ApiKey, cohort_id: str, fmt: str | None, arc
     ))
     if not samples:
         raise Conflict(f"cohort {cohort.id} has no released samples (yet)", field="cohort_id")
-    try:
-        from store.cohort_export import MEDIA_TYPE, ReleasedSample, archive_filename, stream_archive
-    except ModuleNotFoundError as exc:
-        if exc.name != "store.cohort_export":
-            raise
-        raise ServiceUnavailable("cohort downloads are not installed (store.cohort_export)") from None
     model = session.get(ModelRecordRow, cohort.model_id) if cohort.model_id else None
     released = [
         ReleasedSample(index=s.index, file=s.file, mask_file=s.mask_file or None, class_name=cohort.class_name,

@@ -10,16 +10,21 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from synthcohort.api.deps import PageParams
+from synthcohort.api.errors import Forbidden
+from synthcohort.api.schemas import DatasetPathRequest
+from synthcohort.api.services.jobs import (
+    ensure_dispatched,
+    find_replay,
+    new_id,
+    request_hash,
+    submit,
+)
+from synthcohort.api.services.pagination import paginate
+from synthcohort.api.uploads import ReceivedUpload, check_upload
+from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
 
-from api.deps import PageParams
-from api.errors import Forbidden
-from api.schemas import DatasetPathRequest
-from api.services.jobs import ensure_dispatched, find_replay, new_id, request_hash, submit
-from api.services.pagination import paginate
-from api.uploads import ReceivedUpload, check_upload
-from store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
-from synthcohort.errors import InvalidInputError, NotFoundError
-
+from synthcohort.core.errors import InvalidInputError, NotFoundError
 
 UPLOAD_FIELDS = ("name", "format", "modality", "size", "normalise", "classes", "class_name", "seed")
 
@@ -34,7 +39,7 @@ def record_from_meta(meta: Any, owner_id: int | None = None) -> DatasetRecord:
 
 def sync_from_store(session: Session) -> None:
     """Add rows for store versions the table lacks (imported by the CLI, or a worker racing us)."""
-    from store.datasets import DatasetStore
+    from synthcohort.store.datasets import DatasetStore
 
     known = set(session.scalars(select(DatasetRecord.id)))
     for meta in DatasetStore().list():
@@ -84,9 +89,9 @@ def get_dataset(session: Session, dataset_id: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ import jobs
 def _check_options(options: dict[str, Any]) -> None:
     """Catch bad import options now (422), not minutes later in a failed job."""
-    from imaging.normalisation import parse_normalisation
-    from imaging.resizing import check_size
-    from store.ingest import FORMATS, normalise_modality
+    from synthcohort.imaging.normalisation import parse_normalisation
+    from synthcohort.imaging.resizing import check_size
+    from synthcohort.store.ingest import FORMATS, normalise_modality
 
     if options["format"] not in FORMATS:
         raise InvalidInputError(f"unknown format {options['format']!r}; one of {', '.join(FORMATS)}", field="format")
@@ -105,7 +110,7 @@ def upload_options(fields: dict[str, str], filename: str) -> dict[str, Any]:
                                 field=unknown[0])
     raw: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
     if "size" in raw:
-        from imaging.resizing import parse_size
+        from synthcohort.imaging.resizing import parse_size
 
         raw["size"] = list(parse_size(raw["size"]))
     if "classes" in raw:
@@ -122,7 +127,7 @@ def upload_options(fields: dict[str, str], filename: str) -> dict[str, Any]:
 
 
 def _stem(filename: str) -> str:
-    from api.uploads import upload_suffix
+    from synthcohort.api.uploads import upload_suffix
 
     return filename[: -len(upload_suffix(filename))] or "upload"
 

@@ -19,10 +19,19 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-
-from api.errors import Conflict, ServiceUnavailable
-from api.services.access import get_visible
-from store.db import ApiKey, Cohort, CohortStatus, Job, JobKind, JobStatus, ModelRecordRow, utcnow
+from synthcohort.api.errors import Conflict, ServiceUnavailable
+from synthcohort.api.services.access import get_visible
+from synthcohort.store.db import (
+    ApiKey,
+    Cohort,
+    CohortStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    ModelRecordRow,
+    utcnow,
+)
+from synthcohort.workers.dispatch import enqueue_job
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +95,6 @@ def ensure_dispatched(session: Session, job: Job) -> None:
 def dispatch(session: Session, job: Job) -> None:
     """Hand the job to the workers (``workers.dispatch.enqueue_job``) and record the task id."""
     try:
-        from workers.dispatch import enqueue_job
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("workers.dispatch", "workers"):
-            raise
-        log.warning("workers.dispatch is not installed; job %s stays queued", job.id)
-        return
-    try:
         task_id = enqueue_job(job.id)
     except Exception as exc:  # the broker is down or misconfigured: the job waits for a retry
         log.exception("could not enqueue job %s", job.id)
@@ -117,7 +119,7 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def list_query(key: ApiKey):
-    from api.services.access import visible
+    from synthcohort.api.services.access import visible
 
     return visible(select(Job), Job, key).order_by(Job.created_at.desc(), Job.id)
 

@@ -8,21 +8,27 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from synthcohort.api.deps import PageParams
+from synthcohort.api.schemas import ModelCreate
+from synthcohort.api.services.access import get_visible, visible
+from synthcohort.api.services.datasets import check_class, dataset_for
+from synthcohort.api.services.jobs import (
+    ensure_dispatched,
+    find_replay,
+    new_id,
+    request_hash,
+    submit,
+)
+from synthcohort.api.services.pagination import paginate
+from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
 
-from api.deps import PageParams
-from api.schemas import ModelCreate
-from api.services.access import get_visible, visible
-from api.services.datasets import check_class, dataset_for
-from api.services.jobs import ensure_dispatched, find_replay, new_id, request_hash, submit
-from api.services.pagination import paginate
-from store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
-from synthcohort.errors import InvalidInputError
-from synthcohort.settings import get_settings
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.settings import get_settings
 
 
 def check_generator(name: str) -> None:
     """422 naming ``generator`` unless a family of that name is registered."""
-    from generators.registry import get_generator
+    from synthcohort.generators.registry import get_generator
 
     get_generator(name)
 
@@ -39,7 +45,9 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     check_generator(body.generator)
     if body.mask and not (dataset.meta or {}).get("has_masks"):
         raise InvalidInputError(f"dataset {dataset.id} has no masks to condition on", field="mask")
-    from generators.training import new_model_id  # the one definition of a model id
+    from synthcohort.generators.training import (
+        new_model_id,  # the one definition of a model id
+    )
 
     model_id, job_id = new_model_id(), new_id("job")
     job = Job(id=job_id, kind=JobKind.train, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,

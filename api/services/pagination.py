@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
-
-from api.deps import PageParams
+from synthcohort.api.deps import PageParams
 
 
 def paginate(session: Session, query: Select, page: PageParams, render: Callable[[Any], Any]) -> dict[str, Any]:

@@ -13,12 +13,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-
-from api.errors import Conflict
-from api.schemas import ReviewCreate
-from api.services.cohorts import get_cohort, get_sample, sample_view
-from api.services.jobs import request_hash
-from store.db import ApiKey, CohortStatus, Review, Sample, SampleState, Verdict
+from synthcohort.api.errors import Conflict
+from synthcohort.api.schemas import ReviewCreate
+from synthcohort.api.services.cohorts import get_cohort, get_sample, sample_view
+from synthcohort.api.services.jobs import request_hash
+from synthcohort.store.db import (
+    ApiKey,
+    CohortStatus,
+    Review,
+    Sample,
+    SampleState,
+    Verdict,
+)
 
 DECISION_STATE = {"approve": SampleState.released, "reject": SampleState.rejected}
 

@@ -3,8 +3,8 @@
 Constructors take only shapes and widths; families decide training and sampling.
 """
 
-from generators.nets.dcgan_generator import ConditionalDCGANGenerator
-from generators.nets.denoiser_unet import DenoiserUNet
-from generators.nets.projection_critic import ProjectionCritic
+from synthcohort.generators.nets.dcgan_generator import ConditionalDCGANGenerator
+from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
+from synthcohort.generators.nets.projection_critic import ProjectionCritic
 
 __all__ = ["ConditionalDCGANGenerator", "DenoiserUNet", "ProjectionCritic"]

@@ -10,9 +10,8 @@ mix samples of a batch. A mask, when conditioned, is an extra input channel.
 from __future__ import annotations
 
 import torch
+from synthcohort.generators.nets.layers import conv, num_halvings
 from torch import nn
-
-from generators.nets.layers import conv, num_halvings
 
 
 class ProjectionCritic(nn.Module):

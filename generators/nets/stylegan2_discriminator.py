@@ -16,9 +16,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from synthcohort.generators.nets.stylegan2_generator import (
+    EqualLinear,
+    channels_at,
+    lrelu,
+)
 from torch import nn
-
-from generators.nets.stylegan2_generator import EqualLinear, channels_at, lrelu
 
 
 class EqualConv2d(nn.Module):

@@ -14,12 +14,24 @@ from __future__ import annotations
 import csv
 from pathlib import Path, PurePosixPath
 
-from imaging.readers import is_dicom, is_nifti, is_picture, nifti_stem
-from store.datasets import DatasetBuild
-from store.importers.assembly import ImportOptions, LoadedSample, Provenance, assemble, resolve_classes
-from store.importers.pictures import load_pictures, unify_channels
-from store.importers.volumes import VolumeFacts, load_dicom_folder, load_nifti_pairs, volume_normalisation
-from synthcohort.errors import InvalidInputError
+from synthcohort.imaging.readers import is_dicom, is_nifti, is_picture, nifti_stem
+from synthcohort.store.datasets import DatasetBuild
+from synthcohort.store.importers.assembly import (
+    ImportOptions,
+    LoadedSample,
+    Provenance,
+    assemble,
+    resolve_classes,
+)
+from synthcohort.store.importers.pictures import load_pictures, unify_channels
+from synthcohort.store.importers.volumes import (
+    VolumeFacts,
+    load_dicom_folder,
+    load_nifti_pairs,
+    volume_normalisation,
+)
+
+from synthcohort.core.errors import InvalidInputError
 
 MASK_SUFFIXES = ("_seg", "_mask")
 LAYOUTS = ("imagefolder", "csv", "nifti", "dicom")

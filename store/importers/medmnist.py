@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from synthcohort.imaging.normalisation import apply_normalisation, default_normalisation
+from synthcohort.imaging.readers import read_medmnist
+from synthcohort.imaging.resizing import check_size, resize_image
+from synthcohort.store.datasets import DatasetBuild
+from synthcohort.store.importers.assembly import (
+    ImportOptions,
+    LoadedSample,
+    Provenance,
+    assemble,
+)
 
-from imaging.normalisation import apply_normalisation, default_normalisation
-from imaging.readers import read_medmnist
-from imaging.resizing import check_size, resize_image
-from store.atomic import sha256_file
-from store.datasets import DatasetBuild
-from store.importers.assembly import ImportOptions, LoadedSample, Provenance, assemble
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError
 
 # file-stem prefix → (class names by label, modality); from the MedMNIST v2 paper's table.
 KNOWN_SUBSETS: dict[str, tuple[list[str], str]] = {

@@ -12,13 +12,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from synthcohort.imaging.normalisation import apply_normalisation, default_normalisation
+from synthcohort.imaging.readers import (
+    group_dicom_series,
+    read_dicom_series,
+    read_nifti,
+)
+from synthcohort.imaging.resizing import (
+    check_size,
+    resampled_spacing,
+    resize_image,
+    resize_mask,
+)
+from synthcohort.store.importers.assembly import (
+    DEFAULT_3D_SIZE,
+    ImportOptions,
+    LoadedSample,
+    sha256_of_hashes,
+)
 
-from imaging.normalisation import apply_normalisation, default_normalisation
-from imaging.readers import group_dicom_series, read_dicom_series, read_nifti
-from imaging.resizing import check_size, resampled_spacing, resize_image, resize_mask
-from store.atomic import sha256_file
-from store.importers.assembly import DEFAULT_3D_SIZE, ImportOptions, LoadedSample, sha256_of_hashes
-from synthcohort.errors import InvalidInputError
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError
 
 # DICOM Modality (0008,0060) → synthcohort modality
 DICOM_MODALITIES = {

@@ -11,8 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
-
-from store.db import Base
+from synthcohort.store.db import Base
 
 config = context.config
 target_metadata = Base.metadata
