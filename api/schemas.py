@@ -4,11 +4,11 @@ the service README / OpenAPI document; ``extra="forbid"`` makes a misspelt field
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, model_validator
 from synthcohort.generators.presets import PresetName
-from synthcohort.validation.config import MIN_SAMPLES
+from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 
 T = TypeVar("T")
 
@@ -113,6 +113,20 @@ class ModelOut(BaseModel):
 
 
 # ---------------------------------------------------------------- cohorts
+# Every ValidationConfig field, optional, with its bounds, description and requester rule, so that
+# /openapi.json documents the overrides. Only the fields a request sets are kept (and judged by
+# validation.policy); the rest stay the service's defaults.
+ValidationOverrides = create_model(
+    "ValidationOverrides",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Validation settings to change. `requester` says what a non-admin key may do with each: "
+            "set it, only raise or only lower it (the stricter way), or nothing (admin).",
+    **{name: ((Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation) | None,
+              Field(None, description=f.description, json_schema_extra=f.json_schema_extra))
+       for name, f in ValidationConfig.model_fields.items()},
+)
+
+
 class CohortCreate(Request):
     """Either ``model_id`` (sample a trained model) or dataset_id + class_name + generator +
     train_steps (train one first, inside the same job)."""
@@ -125,11 +139,15 @@ class CohortCreate(Request):
     config: dict[str, Any] = Field(default_factory=dict, description="Generator config when training.")
     preset: PresetName = Field(default="auto", description=PRESET_HELP + " (when training)")
     mask: bool = Field(default=False, description="Train mask-conditioned (when training).")
-    validation: dict[str, Any] | None = Field(default=None, description="Validation config overrides.")
+    validation: ValidationOverrides | None = Field(default=None, description="Validation config overrides.")  # type: ignore[valid-type]
     count: int = Field(ge=MIN_SAMPLES, le=MAX_COHORT_COUNT,
                        description=f"Samples to generate; validation needs at least {MIN_SAMPLES}.")
     seed: int = Field(default=0, ge=0, le=SEED_MAX)
     format: SampleFormat = "png"
+
+    @field_serializer("validation")
+    def _only_what_was_set(self, value: BaseModel | None) -> dict[str, Any] | None:
+        return value.model_dump(exclude_unset=True) if value is not None else None
 
     @model_validator(mode="after")
     def _one_source(self) -> CohortCreate:

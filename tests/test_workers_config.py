@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from synthcohort.store.db import Job, JobKind, SampleState
+from synthcohort.store.db import Job, JobKind
 from synthcohort.workers.celery_app import (
     TASK_ROUTES,
     VISIBILITY_TIMEOUT_S,
     celery_config,
 )
-from synthcohort.workers.tasks import cohort_model_id, job_plan, sample_state
+from synthcohort.workers.tasks import cohort_model_id, job_plan
 
 from synthcohort.core.settings import get_settings
 
@@ -75,15 +75,6 @@ def test_cohort_model_id_is_fixed_in_advance():
     assert cohort_model_id(_job(JobKind.cohort, {"model_id": "mdl-given"})) == "mdl-given"
 
 
-@pytest.mark.parametrize(("verdict", "flags", "state"), [
-    ("passed", [], SampleState.released),
-    ("needs_review", [], SampleState.released),
-    ("needs_review", [{"kind": "near_copy"}], SampleState.held),
-    ("failed", [], SampleState.held),
-    ("failed", [{"kind": "outlier"}], SampleState.held),
-])
-def test_release_rule(verdict, flags, state):
-    assert sample_state(verdict, flags) is state
 
 
 def test_worker_rejects_unknown_queue():

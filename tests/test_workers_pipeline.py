@@ -55,11 +55,12 @@ def cohort_setup(synthcohort_home, shared_data):
                      seed=0, model_id=model_id)
     factory = session_factory()
     with factory() as s:
-        requester, _ = create_api_key(s, Role.requester, "requester")
+        # an admin's job: FAST_VALIDATION cuts the encoder's epochs, which only an admin may do
+        owner, _ = create_api_key(s, Role.admin, "admin")
         s.add(DatasetRecord(id=meta.id, name=meta.name, modality=meta.modality, spatial_dims=meta.spatial_dims,
                             classes=list(meta.classes), counts=meta.counts, meta=meta.model_dump(mode="json")))
         s.add(Job(id=job_id, kind=JobKind.cohort, status=JobStatus.queued, stage="validate", target_id=cohort_id,
-                  owner_id=requester.id, request={"model_id": model_id, "count": len(images), "seed": 0,
+                  owner_id=owner.id, request={"model_id": model_id, "count": len(images), "seed": 0,
                                                   "validation": dict(FAST_VALIDATION)}))
         s.flush()
         s.add(ModelRecordRow(id=model_id, dataset_id=meta.id, class_name="malignant", generator="wgan-gp",
@@ -67,7 +68,7 @@ def cohort_setup(synthcohort_home, shared_data):
         s.flush()
         s.add(Cohort(id=cohort_id, dataset_id=meta.id, model_id=model_id, class_name="malignant",
                      generator="wgan-gp", count=len(images), seed=0, status=CohortStatus.sampling, job_id=job_id,
-                     owner_id=requester.id))
+                     owner_id=owner.id))
         s.commit()
     return factory, job_id, cohort_id
 
@@ -118,17 +119,23 @@ def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
     assert (base / "report" / "report.json").stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize(("validation", "message"), [
-    ({"bogus": 1}, "Extra inputs are not permitted"),
-    ({"similarity_threshold": 0.5}, "only an admin key may loosen a validation gate"),
+@pytest.mark.parametrize(("validation", "role", "message"), [
+    ({"bogus": 1}, Role.admin, "Extra inputs are not permitted"),
+    ({"similarity_threshold": 0.5}, Role.requester, "only an admin key may loosen a validation gate"),
+    ({**FAST_VALIDATION}, Role.requester, "only an admin key may loosen a validation gate"),
 ])
-def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, message):
+def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, role, message):
+    from synthcohort.api.keys import create_api_key
     from synthcohort.workers.tasks import validate_cohort_task
 
     from synthcohort.core.settings import get_settings
 
     factory, job_id, cohort_id = cohort_setup
     set_request(factory, job_id, validation=validation)
+    with factory() as s:
+        key, _ = create_api_key(s, role, "owner")
+        s.get(Job, job_id).owner_id = key.id
+        s.commit()
     validate_cohort_task.apply(args=[job_id])
     with factory() as s:
         job, cohort = s.get(Job, job_id), s.get(Cohort, cohort_id)
@@ -139,16 +146,21 @@ def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, 
     assert not (get_settings().cohorts_dir / cohort_id / "report").exists()
 
 
-def test_stricter_gates_are_anyones_choice(cohort_setup):
-    from synthcohort.workers.tasks import owner_role, validation_config
+def test_the_worker_judges_overrides_by_the_owners_role(cohort_setup):
+    from synthcohort.workers.tasks import owner_role, request_validation
+
+    from synthcohort.api.keys import create_api_key
 
     factory, job_id, _ = cohort_setup
     with factory() as s:
-        job = s.get(Job, job_id)
-        role = owner_role(factory, job)
-        admin = s.query(ApiKey).first()
-    assert role == Role.requester and admin is not None
-    cfg = validation_config({"validation": {"similarity_threshold": 0.95, "copy_quantile": 0.2}}, Role.requester)
+        requester, _ = create_api_key(s, Role.requester, "requester")
+        s.get(Job, job_id).owner_id = requester.id
+        s.commit()
+        assert owner_role(factory, s.get(Job, job_id)) == Role.requester
+    set_request(factory, job_id, validation={"similarity_threshold": 0.95, "copy_quantile": 0.2})
+    with factory() as s:
+        cfg = request_validation(factory, s.get(Job, job_id))
     assert cfg.similarity_threshold == 0.95 and cfg.copy_quantile == 0.2
-    assert validation_config({"validation": {"similarity_threshold": 0.5}}, Role.admin).similarity_threshold == 0.5
-    assert validation_config({}, Role.requester) is None
+    set_request(factory, job_id, validation={"similarity_threshold": 0.5})
+    with factory() as s, pytest.raises(InvalidInputError, match="only an admin"):
+        request_validation(factory, s.get(Job, job_id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,56 +23,71 @@ MIN_SAMPLES = 6  # the smallest set the stage can judge: k = 5 neighbours need s
 UTILITY_EPOCHS = 30
 
 
+RequesterMay = Literal["set", "raise", "lower", "admin"]
+"""What a non-admin request may do with a setting (``validation.policy`` enforces it):
+
+- ``set``: anything; a budget or a picture that cannot make a failing cohort pass;
+- ``raise`` / ``lower``: only move it the stricter way (a higher pass mark, a lower bar for a flag);
+- ``admin``: nothing; it changes the instrument itself (features, k, bins, the random split),
+  so its effect on the verdict has no safe direction.
+"""
+
+
+def setting(default: Any, requester: RequesterMay, **field: Any) -> Any:
+    """A ``ValidationConfig`` field that declares who may change it. Every field must use this:
+    ``tests/test_validation_policy.py`` fails on one that does not."""
+    return Field(default, json_schema_extra={"requester": requester}, **field)
+
+
 class ValidationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(default=0, description="Root seed; every stochastic step derives from it.")
+    seed: int = setting(0, "admin", description="Root seed; every stochastic step derives from it (choosing it "
+                                                  "picks the reference split, so a requester may not fish for one).")
     # --- gates -------------------------------------------------------------------------------
-    similarity_threshold: float = Field(default=0.90, ge=0, description="S_FID pass mark (0 turns the gate off).")
-    dice_ratio_threshold: float = Field(default=0.90, ge=0, description="DSC_syn / DSC_real pass mark (0: off).")
-    coverage_ratio_threshold: float = Field(
-        default=0.90, ge=0, description="coverage(syn) ≥ this × coverage(real vs real) (0: off)."
-    )
-    entropy_ratio_threshold: float = Field(default=0.90, ge=0, description="H_syn / H_real pass mark (0: off).")
-    require_utility_gain: bool = Field(
-        default=False, description="Fail when synthesis does not beat no augmentation on minority recall."
-    )
+    similarity_threshold: float = setting(0.90, "raise", ge=0, description="S_FID pass mark (0 turns the gate off).")
+    dice_ratio_threshold: float = setting(0.90, "raise", ge=0, description="DSC_syn / DSC_real pass mark (0: off).")
+    coverage_ratio_threshold: float = setting(
+        0.90, "raise", ge=0, description="coverage(syn) ≥ this × coverage(real vs real) (0: off).")
+    entropy_ratio_threshold: float = setting(0.90, "raise", ge=0, description="H_syn / H_real pass mark (0: off).")
+    require_utility_gain: bool = setting(
+        False, "raise", description="Fail when synthesis does not beat no augmentation on minority recall.")
     # --- statistics ----------------------------------------------------------------------------
-    bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for the CIs.")
-    kid_subsets: int = Field(default=50, ge=1)
-    kid_subset_size: int = Field(default=1000, ge=2)
-    max_bins: int = Field(default=20, ge=2, description="K of the k-means bins test: min(max_bins, N/10).")
-    bins_alpha: float = Field(default=0.05, gt=0, lt=1, description="Family-wise α (Bonferroni over bins).")
-    pr_k: int = Field(default=3, ge=1, description="k of precision/recall (Kynkäänniemi et al. 2019).")
-    dc_k: int = Field(default=5, ge=1, description="k of density/coverage (Naeem et al. 2020).")
+    bootstrap: int = setting(200, "set", ge=0, description="Bootstrap resamples for the CIs.")
+    kid_subsets: int = setting(50, "set", ge=1)
+    kid_subset_size: int = setting(1000, "set", ge=2)
+    max_bins: int = setting(20, "admin", ge=2, description="K of the k-means bins test: min(max_bins, N/10).")
+    bins_alpha: float = setting(0.05, "raise", gt=0, lt=1,
+                                description="Family-wise α (Bonferroni over bins); a smaller α flags less collapse.")
+    pr_k: int = setting(3, "admin", ge=1, description="k of precision/recall (Kynkäänniemi et al. 2019).")
+    dc_k: int = setting(5, "admin", ge=1, description="k of density/coverage (Naeem et al. 2020).")
     # --- flags ---------------------------------------------------------------------------------
-    copy_quantile: float = Field(
-        default=0.01, gt=0, lt=0.5,
-        description="near_copy: closer to a training image than this quantile of hold-out→train distances.",
-    )
-    outlier_quantile: float = Field(
-        default=1.0, gt=0.5, le=1.0,
-        description="outlier: nearest real farther than this quantile of the real k-NN radii (1.0 = the largest).",
-    )
-    outlier_k: int = Field(default=5, ge=1)
-    saturated_fraction: float = Field(default=0.95, gt=0, le=1.0)
+    copy_quantile: float = setting(
+        0.01, "raise", gt=0, lt=0.5,
+        description="near_copy: closer to a training image than this quantile of hold-out→train distances.")
+    outlier_quantile: float = setting(
+        1.0, "lower", gt=0.5, le=1.0,
+        description="outlier: nearest real farther than this quantile of the real k-NN radii (1.0 = the largest).")
+    outlier_k: int = setting(5, "admin", ge=1)
+    saturated_fraction: float = setting(0.95, "lower", gt=0, le=1.0,
+                                        description="broken: more of the image clipped than this (and than any real one).")
     # --- extractors and budgets ----------------------------------------------------------------
-    feature_dim: int = Field(default=32, ge=2, description="Width of the domain encoder's features.")
-    encoder_epochs: int = Field(default=8, ge=1)
-    encoder_batch_size: int = Field(default=64, ge=2)
-    use_inception: bool = Field(default=True, description="Standard FID when local weights exist.")
-    segmenter_epochs: int = Field(default=40, ge=1)
-    segmenter_batch_size: int = Field(default=8, ge=1)
-    utility: bool = Field(default=True, description="Run the downstream-utility experiment.")
-    utility_epochs: int = Field(default=UTILITY_EPOCHS, ge=1, description="Classifier epochs (best val balanced accuracy kept).")
-    utility_seeds: int = Field(default=1, ge=1)
-    utility_batch_size: int = Field(default=64, ge=2)
-    tsne: bool = Field(default=True)
-    tsne_max_points: int = Field(default=1000, ge=10)
-    nn_chunk_bytes: int = Field(
-        default=64 * 1024**2, ge=1024, description="Largest distance block held in memory at once."
-    )
-    gallery_max: int = Field(default=48, ge=0, description="Flagged samples shown in report.html.")
+    feature_dim: int = setting(32, "admin", ge=2, description="Width of the domain encoder's features.")
+    encoder_epochs: int = setting(8, "admin", ge=1)
+    encoder_batch_size: int = setting(64, "admin", ge=2)
+    use_inception: bool = setting(True, "set", description="Standard FID when local weights exist.")
+    segmenter_epochs: int = setting(40, "admin", ge=1)
+    segmenter_batch_size: int = setting(8, "admin", ge=1)
+    utility: bool = setting(True, "raise", description="Run the downstream-utility experiment.")
+    utility_epochs: int = setting(UTILITY_EPOCHS, "admin", ge=1,
+                                  description="Classifier epochs (best val balanced accuracy kept).")
+    utility_seeds: int = setting(1, "set", ge=1)
+    utility_batch_size: int = setting(64, "admin", ge=2)
+    tsne: bool = setting(True, "set")
+    tsne_max_points: int = setting(1000, "set", ge=10)
+    nn_chunk_bytes: int = setting(64 * 1024**2, "set", ge=1024,
+                                  description="Largest distance block held in memory at once.")
+    gallery_max: int = setting(48, "set", ge=0, description="Flagged samples shown in report.html.")
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> ValidationConfig:

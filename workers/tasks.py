@@ -52,6 +52,8 @@ from synthcohort.core.atomic import atomic_dir, sha256_file
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.settings import get_settings
 from synthcohort.core.version import __version__
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.policy import sample_state, validation_config
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ def run_stage(task: Task, job_id: str, stage: str, work: StageWork) -> str:
             if job.cancel_requested:
                 raise StageCancelled()
             if job.kind == JobKind.cohort and stage == plan[0]:
-                validation_config(job.request or {}, owner_role(factory, job))  # refuse early, not after training
+                request_validation(factory, job)  # refuse early, not after training
             work(lease, job, factory, progress)
             lease.check_now()
             if lease.lost:
@@ -376,14 +378,6 @@ def read_manifest(samples_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def sample_state(verdict: str, flags: list[Any]) -> SampleState:
-    """The release rule of the service contracts: a failed cohort holds everything; otherwise
-    unflagged samples are released and flagged ones wait for a reviewer."""
-    if verdict == Verdict.failed.value or flags:
-        return SampleState.held
-    return SampleState.released
-
-
 def sample_rows(cohort_id: str, samples_dir: Path, report: dict[str, Any]) -> list[Sample]:
     """``Sample`` rows from the manifest (file, checksum) and the report (flags, scores)."""
     by_index = {int(r["index"]): r for r in report.get("samples", [])}
@@ -406,12 +400,6 @@ def sample_rows(cohort_id: str, samples_dir: Path, report: dict[str, Any]) -> li
     return rows
 
 
-# Gate fields and the direction that makes them looser (+1: a higher value admits more).
-LOOSER = {"similarity_threshold": -1, "dice_ratio_threshold": -1, "coverage_ratio_threshold": -1,
-          "entropy_ratio_threshold": -1, "copy_quantile": -1, "outlier_quantile": +1,
-          "require_utility_gain": -1}
-
-
 def owner_role(factory: sessionmaker[Session], job: Job) -> Role:
     """The role of the key that asked for the job; jobs made on the server itself count as admin."""
     if job.owner_id is None:
@@ -421,23 +409,9 @@ def owner_role(factory: sessionmaker[Session], job: Job) -> Role:
         return owner.role if owner is not None else Role.requester
 
 
-def validation_config(request: dict[str, Any], owner_role: Role | None):
-    """The request's validation overrides. Budgets and stricter gates are anyone's choice;
-    a looser gate or flag would let a requester pass their own cohort, so it needs an admin."""
-    from synthcohort.validation.config import ValidationConfig
-
-    raw = request.get("validation")
-    if not raw:
-        return None
-    cfg = ValidationConfig.from_dict(raw)
-    if owner_role != Role.admin:
-        default = ValidationConfig()
-        for name, direction in LOOSER.items():
-            if name in raw and (float(getattr(cfg, name)) - float(getattr(default, name))) * direction > 0:
-                raise InvalidInputError(
-                    f"{getattr(cfg, name)} is looser than the service's {getattr(default, name)}; "
-                    "only an admin key may loosen a validation gate", field=f"validation.{name}")
-    return cfg
+def request_validation(factory: sessionmaker[Session], job: Job) -> ValidationConfig | None:
+    """The job's validation overrides, under the rule of ``validation.policy`` for its owner."""
+    return validation_config((job.request or {}).get("validation"), admin=owner_role(factory, job) == Role.admin)
 
 
 def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
@@ -460,7 +434,7 @@ def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progr
             "code_version": __version__,
         }
         dataset_id, class_name = cohort.dataset_id, cohort.class_name
-    cfg = validation_config(job.request or {}, owner_role(factory, job))
+    cfg = request_validation(factory, job)
     base = cohort_dir(job.target_id)
     samples_dir, report_dir = base / "samples", base / "report"
     if not (report_dir / "report.json").exists():

@@ -50,6 +50,7 @@ from synthcohort.store.db import (
 from synthcohort.core.atomic import sha256_file
 from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.policy import validation_config
 
 
 def cohort_dir(cohort_id: str) -> Path:
@@ -75,11 +76,8 @@ def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) 
         check_class(dataset, body.class_name)
         check_generator(body.generator)
         dataset_id, class_name, generator = dataset.id, body.class_name, body.generator
-    if body.validation:
-        # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
-        from synthcohort.workers.tasks import validation_config
-
-        validation_config({"validation": body.validation}, key.role)
+    # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
+    validation_config(body.model_dump()["validation"], admin=key.role == Role.admin)
     cohort_id, job_id = new_id("coh"), new_id("job")
     job = Job(id=job_id, kind=JobKind.cohort, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,
               request_hash=req_hash, target_id=cohort_id,
