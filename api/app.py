@@ -18,14 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from synthcohort.api.routers import cohorts, datasets, jobs, models
 from synthcohort.api.schemas import Health
-from synthcohort.store.db import session_factory
-from synthcohort.store.migrate import current_revision, upgrade_database
-
 from synthcohort.core.errors import SynthcohortError
 from synthcohort.core.settings import get_settings
 from synthcohort.core.version import __version__
+from synthcohort.store.db import session_factory
+from synthcohort.store.migrate import current_revision, upgrade_database
 
 log = logging.getLogger(__name__)
 

@@ -80,10 +80,10 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Upgrade the DB, start a worker (unless --no-worker), serve until interrupted, stop the worker."""
     import uvicorn
-    from synthcohort.api.app import create_app
-    from synthcohort.store.migrate import upgrade_database
 
+    from synthcohort.api.app import create_app
     from synthcohort.core.settings import get_settings
+    from synthcohort.store.migrate import upgrade_database
 
     settings = get_settings()
     upgrade_database()

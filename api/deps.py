@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
+
 from synthcohort.api.errors import BadRequest, Forbidden, Unauthenticated
 from synthcohort.api.keys import authenticate
 from synthcohort.store.db import ApiKey, Role

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from synthcohort.store.db import ApiKey, Role
 
 from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.store.db import ApiKey, Role
 
 KEY_PREFIX = "sck_"  # makes a leaked key easy to recognise (secret scanners, logs)
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, model_validator
+
 from synthcohort.generators.presets import PresetName
 from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 

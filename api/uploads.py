@@ -21,11 +21,11 @@ from pathlib import Path, PurePath
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
-from synthcohort.api.errors import BadRequest
-from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive
 
+from synthcohort.api.errors import BadRequest
 from synthcohort.core.errors import InvalidInputError, SynthcohortError, TooLargeError
 from synthcohort.core.settings import get_settings
+from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive
 
 UPLOAD_SUFFIXES = (*ARCHIVE_SUFFIXES, ".npz")
 MAX_FIELD_BYTES = 64 * 1024

@@ -24,12 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from synthcohort.generators.base import GeneratorSpec, TrainingData
-from synthcohort.generators.registry import get_generator
 
 from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
 from synthcohort.core.device import select_device
 from synthcohort.core.seeding import numpy_rng
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.registry import get_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "pneumoniamnist.npz"

@@ -20,12 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from synthcohort.generators.base import GeneratorSpec, TrainingData
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
-from synthcohort.generators.registry import available, get_generator
 
 from synthcohort.core.atomic import atomic_write_text
 from synthcohort.core.device import select_device
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.registry import available, get_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "breastmnist.npz"

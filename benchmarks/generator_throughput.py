@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
-from synthcohort.generators.registry import available, get_generator
 
 from synthcohort.core.device import select_device
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.registry import available, get_generator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
 

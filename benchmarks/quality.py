@@ -46,6 +46,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
+from synthcohort.core.device import select_device
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.seeding import derive_seed
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.presets import SMALL_DATA
 from synthcohort.generators.registry import available, get_generator
@@ -55,11 +60,6 @@ from synthcohort.validation.config import MIN_SAMPLES, UTILITY_EPOCHS, Validatio
 from synthcohort.validation.pipeline import RealSplit, validate_arrays
 from synthcohort.validation.report import grid, png_bytes
 from synthcohort.validation.utility import ARMS, utility_experiment
-
-from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
-from synthcohort.core.device import select_device
-from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.seeding import derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"

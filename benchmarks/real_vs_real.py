@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from synthcohort.core.atomic import atomic_write_text
 from synthcohort.imaging.readers import read_medmnist
 from synthcohort.validation.calibration import real_vs_real_split
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.pipeline import validate_arrays
-
-from synthcohort.core.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"

@@ -51,9 +51,8 @@ def _parse_config(text: str | None) -> dict | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from synthcohort.generators.training import train_model
-
     from synthcohort.core.progress import TqdmProgress
+    from synthcohort.generators.training import train_model
 
     bar = TqdmProgress(f"train {args.generator}")
     try:
@@ -68,9 +67,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from synthcohort.generators.training import sample_model
-
     from synthcohort.core.progress import TqdmProgress
+    from synthcohort.generators.training import sample_model
 
     bar = TqdmProgress("sample")
     try:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import model_validator
+
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets import DenoiserUNet

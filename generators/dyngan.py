@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import ProgressCallback
+from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.generators.augment import AdaptiveP, AugmentPipe
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig, TrainingData
 from synthcohort.generators.ema import EMA
@@ -45,10 +49,6 @@ from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
 from synthcohort.generators.nets.dyngan_generator import DynGANGenerator
 from synthcohort.generators.registry import register
 from synthcohort.generators.stylegan2 import Canvas
-
-from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.progress import ProgressCallback
-from synthcohort.core.seeding import derive_seed, numpy_rng
 
 
 class DynGANConfig(GeneratorConfig):

@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.special import expit
-from synthcohort.generators.base import Generator
 
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.seeding import derive_seed, numpy_rng
+from synthcohort.generators.base import Generator
 
 
 @dataclass(frozen=True)

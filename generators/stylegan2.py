@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.generators.augment import AdaptiveP, AugmentPipe
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
 from synthcohort.generators.ema import EMA
@@ -29,8 +31,6 @@ from synthcohort.generators.losses import discriminator_step, generator_loss
 from synthcohort.generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
 from synthcohort.generators.nets.stylegan2_generator import StyleGAN2Generator
 from synthcohort.generators.registry import register
-
-from synthcohort.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
-from synthcohort.generators.presets import resolve_preset
-from synthcohort.generators.registry import get_generator
-from synthcohort.imaging.sample_dir import write_sample_dir
 
 from synthcohort.core.atomic import atomic_write_text, sha256_file
 from synthcohort.core.device import select_device
@@ -33,6 +29,10 @@ from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.core.settings import get_settings
 from synthcohort.core.version import __version__
+from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.presets import resolve_preset
+from synthcohort.generators.registry import get_generator
+from synthcohort.imaging.sample_dir import write_sample_dir
 
 MODEL_ID = re.compile(r"^mdl-[0-9a-f]{12}$")
 SAMPLE_CHUNK = 64  # images per generate call; fixed, so a seed always means the same images

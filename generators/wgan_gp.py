@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets import ConditionalDCGANGenerator, ProjectionCritic

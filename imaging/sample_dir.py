@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from synthcohort.imaging.writers import write_nifti, write_png
 
 from synthcohort.core.atomic import atomic_write_text
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.imaging.sample_files import read_manifest, read_sample_file
+from synthcohort.imaging.writers import write_nifti, write_png
 
 MANIFEST_FIELDS = ["file", "class", "seed", "model_id", "index", "mask_file"]
 
@@ -79,41 +80,17 @@ def _write(path: Path, arr: np.ndarray, spatial_dims: int, spacing, is_mask: boo
 def read_sample_dir(directory: str | Path) -> SampleSet:
     """Read a sample directory back into arrays, checking every file exists and shapes agree."""
     directory = Path(directory)
-    manifest = directory / "manifest.csv"
-    if not manifest.is_file():
-        raise InvalidInputError("no manifest.csv in the sample directory", path=directory)
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_manifest(directory)
     if not rows:
-        raise InvalidInputError("manifest.csv lists no samples", path=manifest)
+        raise InvalidInputError("manifest.csv lists no samples", path=directory / "manifest.csv")
     images, masks = [], []
     for row in rows:
-        images.append(_read(directory / row["file"]))
+        images.append(read_sample_file(directory / row["file"])[0])
         if row.get("mask_file"):
-            masks.append((_read(directory / row["mask_file"]) > 0.5).astype(np.uint8))
+            masks.append((read_sample_file(directory / row["mask_file"])[0] > 0.5).astype(np.uint8))
     shapes = {a.shape for a in images}
     if len(shapes) != 1:
         raise InvalidInputError(f"images have mixed shapes {sorted(shapes)}", path=directory)
     if masks and len(masks) != len(images):
-        raise InvalidInputError("only some samples have a mask_file", path=manifest)
+        raise InvalidInputError("only some samples have a mask_file", path=directory / "manifest.csv")
     return SampleSet(np.stack(images), np.stack(masks) if masks else None, rows)
-
-
-def _read(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InvalidInputError("listed in manifest.csv but missing", path=path)
-    try:
-        if path.name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            arr = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-            return arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-        return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # corrupt file: name it and say why
-        raise InvalidInputError(f"cannot be read ({exc.__class__.__name__}: {exc})", path=path) from exc

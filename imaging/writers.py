@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from synthcohort.core.atomic import atomic_path, atomic_write_bytes
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[0, 1] float → uint8 (clipped, rounded)."""
-    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+from synthcohort.imaging.sample_files import png_bytes
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a (C, H, W) or (H, W) image in [0, 1]; C = 1 grey, C = 3 RGB."""
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(arr)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    """Write a (C, H, W) image in [0, 1]; C = 1 grey, C = 3 RGB."""
+    atomic_write_bytes(path, png_bytes(image))
 
 
 def write_nifti(
@@ -37,8 +26,6 @@ def write_nifti(
 
     Axis order on disk is the array order (D, H, W) → NIfTI (i, j, k).
     """
-    import nibabel as nib
-
     arr = np.asarray(volume)
     if arr.ndim == 4:
         arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -41,6 +40,7 @@ import numpy as np
 
 from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.core.version import __version__
+from synthcohort.imaging.sample_files import is_volume_file, png_bytes, read_sample_file
 
 Format = Literal["png", "nifti", "dicom", "npz"]
 ArchiveKind = Literal["zip", "tar", "tar.gz"]
@@ -103,7 +103,7 @@ def stream_archive(
         for rel in filter(None, (s.file, s.mask_file)):
             if not (samples_dir / rel).is_file():
                 raise NotFoundError("released sample file is missing", path=samples_dir / rel)
-    if fmt == "png" and samples and _is_volume(samples[0].file):
+    if fmt == "png" and samples and is_volume_file(samples[0].file):
         raise InvalidInputError("PNG holds 2D images only; use nifti, dicom or npz for 3D", field="format")
     return _stream(samples_dir, samples, fmt, archive, provenance, ctx)
 
@@ -134,7 +134,7 @@ def _stream(
         columns = _manifest_columns(samples, npz=fmt == "npz")
         rows = csv.DictWriter(manifest, fieldnames=columns, restval="", lineterminator="\n")
         rows.writeheader()
-        datalist.write(_datalist_head(ctx, fmt, len(samples), volumes=bool(samples) and _is_volume(samples[0].file)))
+        datalist.write(_datalist_head(ctx, fmt, len(samples), volumes=bool(samples) and is_volume_file(samples[0].file)))
         if fmt == "npz":
             with tempfile.TemporaryFile() as tmp:
                 _write_npz(tmp, samples_dir, samples, ctx)
@@ -250,29 +250,6 @@ def _value_range(normalisation: Mapping[str, Any] | None) -> tuple[float, float]
     return (0.0, 1.0)
 
 
-def _is_volume(name: str) -> bool:
-    return name.endswith((".nii", ".nii.gz"))
-
-
-def _load(path: Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """A sample file as float32 channel first, with its spacing when the file records one."""
-    try:
-        if _is_volume(path.name):
-            import nibabel as nib
-
-            img = nib.load(str(path))
-            arr = np.asarray(img.get_fdata(dtype=np.float32))
-            spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
-            return (arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)), spacing
-        from PIL import Image
-
-        with Image.open(path) as im:
-            arr = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-        return (arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)), None
-    except Exception as exc:  # corrupt file: name it and say why
-        raise InvalidInputError(f"cannot be read ({type(exc).__name__}: {exc})", path=path) from exc
-
-
 def _sample_id(s: ReleasedSample) -> str:
     return f"{s.model_id}-{int(s.index):06d}"[-64:]
 
@@ -287,17 +264,17 @@ def _convert(
     if fmt == "png":
         if src.name.endswith(".png"):
             return f"{stem}.png", [(f"{stem}.png", src.read_bytes())]
-        arr, _ = _load(src)
-        return f"{stem}.png", [(f"{stem}.png", _png_bytes(arr))]
+        arr, _ = read_sample_file(src)
+        return f"{stem}.png", [(f"{stem}.png", png_bytes(arr))]
     if fmt == "nifti":
         if src.name.endswith(".nii.gz"):
             return f"{stem}.nii.gz", [(f"{stem}.nii.gz", src.read_bytes())]
-        arr, spacing = _load(src)
+        arr, spacing = read_sample_file(src)
         return f"{stem}.nii.gz", [(f"{stem}.nii.gz", _nifti_bytes(arr, spacing or ctx.spacing_2d, is_mask))]
     # dicom: one file for a 2D image, a folder (one series) for a volume
     from synthcohort.imaging.dicom_writer import encode_dicom_series
 
-    arr, spacing = _load(src)
+    arr, spacing = read_sample_file(src)
     if is_mask:
         arr = (arr > 0.5).astype(np.float32)
     volume = arr.ndim == 4
@@ -315,18 +292,6 @@ def _convert(
     if not volume:
         return f"{stem}.dcm", [(f"{stem}.dcm", files[0])]
     return stem, [(f"{stem}/{k + 1:04d}.dcm", data) for k, data in enumerate(files)]
-
-
-def _png_bytes(arr: np.ndarray) -> bytes:
-    from PIL import Image
-    from synthcohort.imaging.writers import to_uint8
-
-    if arr.ndim != 3:
-        raise InvalidInputError(f"PNG holds 2D images only, got shape {arr.shape}", field="format")
-    plane = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(plane)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _nifti_bytes(arr: np.ndarray, spacing: Sequence[float] | None, is_mask: bool) -> bytes:
@@ -359,7 +324,7 @@ def _write_npz(fp: BinaryIO, samples_dir: Path, samples: list[ReleasedSample], c
             with z.open(key + ".npy", "w", force_zip64=True) as out:
                 for s in samples:
                     path = samples_dir / getattr(s, rel_of)
-                    arr, _ = _load(path)
+                    arr, _ = read_sample_file(path)
                     if shape is None:
                         shape = arr.shape
                         dtype = "<f4" if key == "images" else "|u1"

@@ -13,6 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.progress import ProgressCallback
+from synthcohort.core.settings import get_settings
 from synthcohort.imaging.normalisation import parse_normalisation
 from synthcohort.imaging.resizing import check_size
 from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
@@ -26,10 +29,6 @@ from synthcohort.store.importers.folders import (
     subfolders,
 )
 from synthcohort.store.importers.medmnist import import_medmnist
-
-from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.progress import ProgressCallback
-from synthcohort.core.settings import get_settings
 
 FORMATS = ("auto", "medmnist", *LAYOUTS)
 MODALITY_ALIASES = {

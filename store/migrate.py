@@ -21,9 +21,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from synthcohort.store.db import engine_for
 
 from synthcohort.core.settings import get_settings
+from synthcohort.store.db import engine_for
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ later instance reads it without the network.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 
 from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.core.settings import get_settings
+from synthcohort.imaging.sample_files import read_manifest, read_nifti, read_png
 
 FORMATS = ("png", "nifti", "dicom", "npz")
 
@@ -94,11 +94,8 @@ class CohortDataset(Dataset):
         self.classes: dict[int, str] = {int(k): v for k, v in (doc.get("labels") or {}).items()}
         self.labels = [int(item["label"]) for item in self._items]
         self._npz: dict[str, np.ndarray] | None = None
-        manifest = self.path / "manifest.csv"
-        self.manifest: list[dict[str, str]] = []
-        if manifest.is_file():
-            with open(manifest, newline="", encoding="utf-8") as f:
-                self.manifest = list(csv.DictReader(f))
+        self.manifest: list[dict[str, str]] = (
+            read_manifest(self.path) if (self.path / "manifest.csv").is_file() else [])
 
     @property
     def datalist(self) -> list[dict[str, Any]]:
@@ -143,7 +140,7 @@ class CohortDataset(Dataset):
         path = self.path / item[key]
         try:
             if self.format == "png":
-                return _read_png(path)
+                return read_png(path)
             if self.format == "nifti":
                 return _read_nifti(path, self.spatial_dims)
             return _read_dicom(path)
@@ -171,23 +168,10 @@ def _guess_format(items: list[dict[str, Any]]) -> str:
     return "dicom"
 
 
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-
-
 def _read_nifti(path: Path, spatial_dims: int) -> np.ndarray:
-    """A 2D export is a 1-slice volume (H, W, 1[, C]); a 3D one (D, H, W[, C])."""
-    import nibabel as nib
-
-    arr = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-    if spatial_dims == 2:
-        arr = arr[:, :, 0] if arr.ndim >= 3 else arr
-        return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-    return arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
+    """A 2D export is a 1-slice volume (C, H, W, 1) once channel first; a 3D one (C, D, H, W)."""
+    arr, _ = read_nifti(path)
+    return arr[:, :, :, 0] if spatial_dims == 2 else arr
 
 
 def _read_dicom(path: Path) -> np.ndarray:

@@ -32,10 +32,9 @@ TABLES = ("reviews", "samples", "cohorts", "models", "datasets", "jobs", "api_ke
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, synthcohort_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    from synthcohort.core.settings import get_settings
     from synthcohort.store.db import engine_for
     from synthcohort.store.migrate import upgrade_database
-
-    from synthcohort.core.settings import get_settings
 
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
@@ -96,9 +95,8 @@ class Api:
 def api(db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:  # noqa: F811
     from synthcohort.api.app import create_app
     from synthcohort.api.keys import create_api_key
-    from synthcohort.store.db import Role, session_factory
-
     from synthcohort.core.settings import get_settings
+    from synthcohort.store.db import Role, session_factory
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", redis_url)
     get_settings.cache_clear()

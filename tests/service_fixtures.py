@@ -36,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from synthcohort.workers.process import ApiThread, wait_worker_ready
 
 POSTGRES_SERVER = os.environ.get("SYNTHCOHORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -188,10 +189,9 @@ def service(synthcohort_home: Path, monkeypatch: pytest.MonkeyPatch, request: py
     def make(broker: str = "embedded", database: str = "sqlite") -> ServiceStack:
         from synthcohort.api.app import create_app
         from synthcohort.api.keys import create_api_key
+        from synthcohort.core.settings import get_settings
         from synthcohort.store.db import Role, session_factory
         from synthcohort.store.migrate import upgrade_database
-
-        from synthcohort.core.settings import get_settings
 
         if database == "postgres":
             monkeypatch.setenv("SYNTHCOHORT_DATABASE_URL", request.getfixturevalue("postgres_url"))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from synthcohort.generators.augment import AdaptiveP, AugmentPipe, bilinear_reflect
 from synthcohort.generators.base import GeneratorSpec, TrainingData
 from synthcohort.generators.registry import get_generator

@@ -39,11 +39,10 @@ def request_cohort(api: Api, ds: str, who: str = "alice", **over):
 def finish_cohort(api: Api, cohort_id: str, verdict: str = "needs_review", *, volumes: bool = False,
                   n: int = 4) -> np.ndarray:
     """Do what the workers do when a cohort is sampled and validated; returns the images."""
+    from synthcohort.core.settings import get_settings
     from synthcohort.imaging.sample_dir import write_sample_dir
     from synthcohort.store.db import Cohort, CohortStatus, Verdict
     from synthcohort.workers.tasks import sample_rows
-
-    from synthcohort.core.settings import get_settings
 
     rng = np.random.default_rng(0)
     shape = (n, 1, 6, 12, 10) if volumes else (n, 1, 16, 16)

@@ -27,10 +27,9 @@ from tests.service_fixtures import redis_url  # noqa: F401
 def live(db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: F811
     from synthcohort.api.app import create_app
     from synthcohort.api.keys import create_api_key
+    from synthcohort.core.settings import get_settings
     from synthcohort.store.db import Role, session_factory
     from synthcohort.store.migrate import upgrade_database
-
-    from synthcohort.core.settings import get_settings
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", redis_url)
     monkeypatch.setenv("SYNTHCOHORT_MAX_UPLOAD_BYTES", str(64 * 1024))
@@ -101,6 +100,7 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_job(live, dataset_
     from concurrent.futures import ThreadPoolExecutor
 
     from sqlalchemy import func, select
+
     from synthcohort.store.db import Job, session_factory
 
     url, keys = live

@@ -125,9 +125,8 @@ def test_pagination_and_owner_isolation_of_models_and_jobs(api: Api, dataset_id:
 
 def test_broker_outage_is_503_and_a_retry_sends_the_same_job(api: Api, dataset_id: str, redis_url: str,  # noqa: F811
                                                              monkeypatch) -> None:
-    from synthcohort.store.db import Job
-
     from synthcohort.core.settings import get_settings
+    from synthcohort.store.db import Job
 
     monkeypatch.setenv("SYNTHCOHORT_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     get_settings.cache_clear()

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthcohort.imaging.sample_dir import write_sample_dir
-from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 
 import synthcohort
 from synthcohort.client import (
@@ -33,6 +31,8 @@ from synthcohort.client import (
 from synthcohort.core.errors import NotFoundError, SynthcohortError
 from synthcohort.core.progress import Progress
 from synthcohort.core.settings import get_settings
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 
 COHORT = "coh-0000000000000001"
 MODEL = "mdl-0000000000000001"
@@ -67,6 +67,7 @@ def api(tmp_path):
     """The API on a free port, an owner, a reviewer and a stranger key, and one validated cohort
     (verdict needs_review) whose sample dir and report are on disk."""
     import uvicorn
+
     from synthcohort.api.app import create_app
     from synthcohort.api.keys import create_api_key
     from synthcohort.store.db import (

@@ -13,13 +13,13 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 import torch
-from synthcohort.imaging.sample_dir import write_sample_dir
-from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 from torch.utils.data import DataLoader
 
 from synthcohort.client import Client
 from synthcohort.cohort_dataset import CohortDataset
 from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 
 PROVENANCE = {"dataset_id": "ds-test", "classes": ["normal", "rare"], "modality": "CT"}
 

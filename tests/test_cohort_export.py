@@ -18,11 +18,11 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+
+from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.imaging.readers import group_dicom_series, read_dicom_series
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.cohort_export import CHUNK_BYTES, ReleasedSample, stream_archive
-
-from synthcohort.core.errors import InvalidInputError, NotFoundError
 
 CLASSES = ["malignant", "benign"]
 PROVENANCE = {"dataset_id": "ds-0123456789abcdef", "model_id": "mdl-test", "classes": CLASSES, "modality": "US",

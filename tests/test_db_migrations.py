@@ -33,6 +33,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_migrations_create_exactly_the_models_tables(empty_db: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
+
     from synthcohort.store.db import Base, engine_for
     from synthcohort.store.migrate import (
         current_revision,
@@ -54,6 +55,7 @@ def test_migrations_create_exactly_the_models_tables(empty_db: str) -> None:
 
 def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     from alembic import command
+
     from synthcohort.store.db import engine_for
     from synthcohort.store.migrate import alembic_config, upgrade_database
 

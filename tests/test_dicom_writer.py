@@ -8,14 +8,14 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.dicom_writer import (
     encode_dicom_series,
     modality_code,
     write_dicom_series,
 )
 from synthcohort.imaging.readers import group_dicom_series, read_dicom_series
-
-from synthcohort.core.errors import InvalidInputError
 
 QUANTUM = 1.0 / 65535.0
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from synthcohort.core.seeding import torch_generator
 from synthcohort.generators.base import GeneratorSpec, TrainingData
 from synthcohort.generators.diffusion import ddim_sample
 from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator
 from synthcohort.generators.training import load_model, sample_model, train_model
 from synthcohort.imaging.sample_dir import read_sample_dir
-
-from synthcohort.core.seeding import torch_generator
 
 FAST = dict(channels=(16, 32), attention_levels=(False, False), norm_num_groups=8)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
 from synthcohort.generators.nets.dyngan_generator import DynGANGenerator

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.registry import available, get_generator
-
-from synthcohort.core.errors import InvalidInputError
 
 TINY = {
     "wgan-gp": dict(batch_size=8, g_channels=8, d_channels=8, z_dim=16, embed_dim=8, n_critic=2, log_every=1),

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from synthcohort.generators.registry import FAMILY_MODULES, available, get_generator
 
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.generators.registry import FAMILY_MODULES, available, get_generator
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_MODULES))

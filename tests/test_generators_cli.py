@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from synthcohort.imaging.sample_dir import read_sample_dir
 
 from synthcohort.cli import main
+from synthcohort.imaging.sample_dir import read_sample_dir
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from synthcohort.store.datasets import DatasetStore
-from synthcohort.store.ingest import import_path
 
 from synthcohort.core.errors import InvalidInputError, TooLargeError
 from synthcohort.core.settings import get_settings
+from synthcohort.store.datasets import DatasetStore
+from synthcohort.store.ingest import import_path
 
 
 def assert_nothing_left(home):

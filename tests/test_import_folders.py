@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from synthcohort.store.ingest import import_path
 
 from synthcohort.core.errors import HoldoutAccessError
+from synthcohort.store.ingest import import_path
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthcohort.store.datasets import DatasetStore
-from synthcohort.store.ingest import import_path
 
 from synthcohort.core.errors import HoldoutAccessError
+from synthcohort.store.datasets import DatasetStore
+from synthcohort.store.ingest import import_path
 
 pytestmark = pytest.mark.shared_data
 

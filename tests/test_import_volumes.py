@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+
 from synthcohort.imaging.readers import read_nifti
 from synthcohort.store.ingest import import_path
 

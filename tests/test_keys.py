@@ -36,7 +36,6 @@ def test_key_is_stored_hashed_and_authenticates_until_revoked() -> None:
 
 def test_bad_role_or_name_is_an_error_naming_the_field() -> None:
     from synthcohort.api.keys import create_api_key
-
     from synthcohort.core.errors import InvalidInputError
 
     with _session() as s:
@@ -50,9 +49,8 @@ def test_bad_role_or_name_is_an_error_naming_the_field() -> None:
 
 def test_cli_keys_create_prints_only_the_key(capsys) -> None:
     from synthcohort.api.keys import authenticate
-    from synthcohort.store.db import Role
-
     from synthcohort.cli import main
+    from synthcohort.store.db import Role
 
     assert main(["keys", "create", "--role", "reviewer", "--name", "radiology-1"]) == 0
     out = capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from synthcohort.imaging.phantoms import CLASSES, make_phantoms
 from synthcohort.store.ingest import import_demo
 

@@ -6,11 +6,11 @@ import json
 import typing
 
 import pytest
-from synthcohort.generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
-from synthcohort.generators.registry import available, get_generator
 
 from synthcohort.cli import main
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
+from synthcohort.generators.registry import available, get_generator
 
 
 def test_auto_applies_to_small_2d_classes_without_a_user_config():

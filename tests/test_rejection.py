@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthcohort.generators.base import GeneratorSpec, TrainingData
-from synthcohort.generators.registry import get_generator
-from synthcohort.generators.rejection import RejectionError, drs_score, rejection_sample
 
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.seeding import numpy_rng
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.registry import get_generator
+from synthcohort.generators.rejection import RejectionError, drs_score, rejection_sample
 from tests.test_dyngan import TOY, _squares
 
 

@@ -11,11 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from synthcohort.store.datasets import DatasetStore
-from synthcohort.store.ingest import import_path
 
 from synthcohort.core.errors import InvalidInputError, TooLargeError
 from synthcohort.core.settings import get_settings
+from synthcohort.store.datasets import DatasetStore
+from synthcohort.store.ingest import import_path
 
 
 def assert_nothing_left(home):

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from synthcohort.store.datasets import DatasetStore
 
 from synthcohort.cli import main
+from synthcohort.store.datasets import DatasetStore
 
 
 def _small_npz(path):

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+
+from synthcohort.core.errors import HoldoutAccessError, InvalidInputError, NotFoundError
 from synthcohort.store.datasets import (
     DatasetBuild,
     DatasetStore,
@@ -13,8 +15,6 @@ from synthcohort.store.datasets import (
     SplitArrays,
 )
 from synthcohort.store.splits import stratified_split
-
-from synthcohort.core.errors import HoldoutAccessError, InvalidInputError, NotFoundError
 
 
 def _build(seed: int = 0, *, eight_bit: bool = True, name: str = "toy") -> DatasetBuild:

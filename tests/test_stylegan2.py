@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.nets.stylegan2_generator import ModulatedConv2d
 from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator
-
-from synthcohort.core.errors import InvalidInputError
 
 TINY = dict(batch_size=8, z_dim=16, w_dim=16, channel_base=128, channel_max=16, log_every=1)
 

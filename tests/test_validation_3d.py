@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.ingest import import_path
 from synthcohort.validation.config import ValidationConfig

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from synthcohort.imaging.sample_dir import write_sample_dir
-from synthcohort.store.ingest import import_path
 
 from synthcohort.cli import main
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.ingest import import_path
 
 pytestmark = pytest.mark.shared_data
 

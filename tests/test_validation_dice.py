@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from synthcohort.validation.dice import dice_gate
 from synthcohort.validation.segmenter import train_segmenter
 

@@ -7,9 +7,9 @@ import socket
 import numpy as np
 import pytest
 import torch
-from synthcohort.validation.inception import WEIGHTS_NAME, inception_features_available
 
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.inception import WEIGHTS_NAME, inception_features_available
 
 
 @pytest.fixture()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.validation.collapse import bins_test, normalised_entropy, prdc
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.copies import authenticity_mask, screen_copies
@@ -35,8 +37,6 @@ from synthcohort.validation.verdict import (
     gate,
     info,
 )
-
-from synthcohort.core.errors import InvalidInputError
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:

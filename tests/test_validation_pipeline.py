@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+
 from synthcohort.imaging.readers import read_medmnist
 from synthcohort.validation.calibration import real_vs_real_split
 from synthcohort.validation.config import ValidationConfig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from synthcohort.validation.encoder import (
     domain_encoder,
     state_dict_sha256,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator

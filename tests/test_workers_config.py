@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+from synthcohort.core.settings import get_settings
 from synthcohort.store.db import Job, JobKind
 from synthcohort.workers.celery_app import (
     TASK_ROUTES,
@@ -10,8 +10,6 @@ from synthcohort.workers.celery_app import (
     celery_config,
 )
 from synthcohort.workers.tasks import cohort_model_id, job_plan
-
-from synthcohort.core.settings import get_settings
 
 
 def test_embedded_broker_without_settings(synthcohort_home):

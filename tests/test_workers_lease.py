@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+
+from synthcohort.core.progress import Progress
 from synthcohort.store.db import Job, JobKind, JobStatus, session_factory, utcnow
 from synthcohort.workers.lease import STALE_S, Claim, JobLease
 from synthcohort.workers.progress import JobProgress, stage_spans
-
-from synthcohort.core.progress import Progress
 
 
 @pytest.fixture

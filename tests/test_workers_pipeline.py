@@ -9,8 +9,9 @@ import json
 
 import numpy as np
 import pytest
+
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.store.db import (
-    ApiKey,
     Cohort,
     CohortStatus,
     DatasetRecord,
@@ -36,11 +37,10 @@ def cohort_setup(synthcohort_home, shared_data):
     """A dataset, a model row and a cohort whose sample dir holds 4 exact copies of malignant
     training images and 12 real malignant validation images; the job waits for 'validate'."""
     from synthcohort.api.keys import create_api_key
+    from synthcohort.core.settings import get_settings
     from synthcohort.imaging.sample_dir import write_sample_dir
     from synthcohort.store.ingest import import_path
     from synthcohort.store.migrate import upgrade_database
-
-    from synthcohort.core.settings import get_settings
 
     upgrade_database()
     version = import_path(shared_data / "medmnist" / "breastmnist.npz", classes=["malignant", "normal_benign"],
@@ -81,10 +81,9 @@ def set_request(factory, job_id: str, **changes) -> None:
 
 
 def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
-    from synthcohort.workers.tasks import validate_cohort_task
-
     from synthcohort.core.atomic import sha256_file
     from synthcohort.core.settings import get_settings
+    from synthcohort.workers.tasks import validate_cohort_task
 
     factory, job_id, cohort_id = cohort_setup
     validate_cohort_task.apply(args=[job_id])
@@ -126,9 +125,8 @@ def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
 ])
 def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, role, message):
     from synthcohort.api.keys import create_api_key
-    from synthcohort.workers.tasks import validate_cohort_task
-
     from synthcohort.core.settings import get_settings
+    from synthcohort.workers.tasks import validate_cohort_task
 
     factory, job_id, cohort_id = cohort_setup
     set_request(factory, job_id, validation=validation)
@@ -147,9 +145,8 @@ def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, 
 
 
 def test_the_worker_judges_overrides_by_the_owners_role(cohort_setup):
-    from synthcohort.workers.tasks import owner_role, request_validation
-
     from synthcohort.api.keys import create_api_key
+    from synthcohort.workers.tasks import owner_role, request_validation
 
     factory, job_id, _ = cohort_setup
     with factory() as s:

@@ -22,11 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthcohort.core.progress import TqdmProgress
     from synthcohort.validation.config import ValidationConfig
     from synthcohort.validation.pipeline import validate_cohort
     from synthcohort.validation.verdict import FAILED
-
-    from synthcohort.core.progress import TqdmProgress
 
     config = ValidationConfig.from_json_file(args.config) if args.config else ValidationConfig()
     out = args.out or args.samples.resolve().parent / "report"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
 from synthcohort.validation.neighbours import (
     DEFAULT_CHUNK_BYTES,
     ball_counts,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from synthcohort.validation.neighbours import (
     DEFAULT_CHUNK_BYTES,
     knn,

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from synthcohort.validation.segmenter import segment, train_segmenter
 
 from synthcohort.core.seeding import numpy_rng
+from synthcohort.validation.segmenter import segment, train_segmenter
 
 
 def dice_scores(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from synthcohort.validation.copies import CopyScreen
 from synthcohort.validation.neighbours import DEFAULT_CHUNK_BYTES, knn, knn_radii
 

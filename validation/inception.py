@@ -11,10 +11,10 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from synthcohort.validation.encoder import FeatureExtractor, state_dict_sha256
 
 from synthcohort.core.device import select_device
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.encoder import FeatureExtractor, state_dict_sha256
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 _lock = threading.Lock()

@@ -5,39 +5,19 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from string import Template
 
 import numpy as np
-from synthcohort.imaging.writers import to_uint8
-from synthcohort.validation.copies import CopyScreen
-from synthcohort.validation.verdict import ValidationReport
 
 from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
 from synthcohort.core.seeding import numpy_rng
+from synthcohort.imaging.sample_files import encode_png, preview
+from synthcohort.validation.copies import CopyScreen
+from synthcohort.validation.verdict import ValidationReport
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
-
-
-def preview(image: np.ndarray) -> np.ndarray:
-    """A 2D view (H, W) or (H, W, 3) of a (C, *spatial) image: the middle slice of a volume."""
-    x = np.nan_to_num(np.asarray(image, dtype=np.float32))
-    if x.ndim == 4:  # (C, D, H, W)
-        x = x[:, x.shape[1] // 2]
-    return x[0] if x.shape[0] == 1 else np.moveaxis(x[:3], 0, -1)
-
-
-def png_bytes(arr: np.ndarray, scale: int = 1) -> bytes:
-    from PIL import Image
-
-    a = to_uint8(arr)
-    if scale > 1:
-        a = np.kron(a, np.ones((scale, scale) + (1,) * (a.ndim - 2), dtype=np.uint8))
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
@@ -80,7 +60,7 @@ def write_report(
     syn_pick = synthetic[np.sort(rng.choice(len(synthetic), min(32, len(synthetic)), replace=False))]
     h = preview(real_pick[0]).shape[0]
     scale = max(1, 48 // max(h, 1))
-    pictures = {"grid_real.png": png_bytes(grid(real_pick), scale), "grid_synthetic.png": png_bytes(grid(syn_pick), scale)}
+    pictures = {"grid_real.png": encode_png(grid(real_pick), scale), "grid_synthetic.png": encode_png(grid(syn_pick), scale)}
     for name, data in pictures.items():
         atomic_write_bytes(out_dir / name, data)
     report.details["pictures"] = sorted([*pictures, *(["tsne.png"] if tsne_png else [])])
@@ -125,7 +105,7 @@ def render_html(
         sc = _scale_for(preview(synthetic[j]).shape[0])
         pair = np.concatenate([preview(synthetic[j]), np.ones_like(preview(synthetic[j]))[:, :2], preview(train_images[t_idx])], axis=1)
         reasons = "".join(f"<li><b>{e(f['kind'])}</b> ({f['score']:.3g}): {e(f['reason'])}</li>" for f in s["flags"])
-        cards.append(f'<div class="card">{_img_tag(png_bytes(pair, sc), "flagged sample and nearest training image")}'
+        cards.append(f'<div class="card">{_img_tag(encode_png(pair, sc), "flagged sample and nearest training image")}'
                      f"<br>#{s['index']} <code>{e(s['file'])}</code> | nearest training image "
                      f"<code>{e(s['nearest_train']['pixel_sample_id' if near_copy else 'sample_id'])}</code><ul>{reasons}</ul></div>")
     gallery = (f'<p>{len(flagged)} flagged; left: synthetic, right: nearest training image.</p><div class="gallery">{"".join(cards)}</div>'

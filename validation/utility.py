@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from synthcohort.validation.config import UTILITY_EPOCHS
-from synthcohort.validation.encoder import DomainEncoder
 from torch import nn
 
 from synthcohort.core.device import select_device
 from synthcohort.core.seeding import derive_seed, numpy_rng, torch_generator
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.config import UTILITY_EPOCHS
+from synthcohort.validation.encoder import DomainEncoder
 
 ARMS = ("none", "weighted_loss", "random_oversampling", "smote", "augmentation", "synthetic")
 METRICS = ("minority_recall", "balanced_accuracy", "auroc")

@@ -30,10 +30,9 @@ def prepare_database() -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from synthcohort.core.errors import InvalidInputError
     from synthcohort.workers.celery_app import app, ensure_configured
     from synthcohort.workers.dispatch import recover_orphaned_jobs
-
-    from synthcohort.core.errors import InvalidInputError
 
     logging.getLogger().setLevel(args.loglevel.upper())
     queues = args.queues or get_settings().worker_queues

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 from celery import chain
-from synthcohort.store.db import Job, JobStatus, session_factory
-from synthcohort.workers.celery_app import ensure_configured, is_embedded_broker
-from synthcohort.workers.lease import STALE_S, heartbeat_age_s
 
 from synthcohort.core.errors import NotFoundError
 from synthcohort.core.settings import get_settings
+from synthcohort.store.db import Job, JobStatus, session_factory
+from synthcohort.workers.celery_app import ensure_configured, is_embedded_broker
+from synthcohort.workers.lease import STALE_S, heartbeat_age_s
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
-from synthcohort.store.db import Job, JobStatus, utcnow
 
 from synthcohort.core.errors import NotFoundError
+from synthcohort.store.db import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 

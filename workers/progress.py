@@ -12,9 +12,8 @@ import math
 import time
 from typing import Any
 
-from synthcohort.workers.lease import JobLease
-
 from synthcohort.core.progress import Progress
+from synthcohort.workers.lease import JobLease
 
 # Rough share of a cohort job's time per stage, for one overall percentage.
 STAGE_WEIGHTS = {"import": 1.0, "train": 7.0, "sample": 1.0, "validate": 2.0}

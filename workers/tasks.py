@@ -15,7 +15,6 @@ stage is not sent). A cancel request stops training at the next step and marks e
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
@@ -28,6 +27,12 @@ from celery import Task
 from celery.exceptions import Ignore
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
+
+from synthcohort.core.atomic import atomic_dir, sha256_file
+from synthcohort.core.errors import InvalidInputError, SynthcohortError
+from synthcohort.core.settings import get_settings
+from synthcohort.core.version import __version__
+from synthcohort.imaging.sample_files import read_manifest
 from synthcohort.store.db import (
     ApiKey,
     Cohort,
@@ -39,21 +44,15 @@ from synthcohort.store.db import (
     ModelRecordRow,
     Role,
     Sample,
-    SampleState,
     Verdict,
     session_factory,
     utcnow,
 )
+from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.policy import sample_state, validation_config
 from synthcohort.workers.celery_app import app
 from synthcohort.workers.lease import Claim, JobLease
 from synthcohort.workers.progress import JobProgress, stage_spans
-
-from synthcohort.core.atomic import atomic_dir, sha256_file
-from synthcohort.core.errors import InvalidInputError, SynthcohortError
-from synthcohort.core.settings import get_settings
-from synthcohort.core.version import __version__
-from synthcohort.validation.config import ValidationConfig
-from synthcohort.validation.policy import sample_state, validation_config
 
 log = logging.getLogger(__name__)
 
@@ -373,11 +372,6 @@ def sample_cohort(self: Task, job_id: str) -> str:
 
 
 # -- validate -----------------------------------------------------------------------------------
-def read_manifest(samples_dir: Path) -> list[dict[str, str]]:
-    with open(samples_dir / "manifest.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def sample_rows(cohort_id: str, samples_dir: Path, report: dict[str, Any]) -> list[Sample]:
     """``Sample`` rows from the manifest (file, checksum) and the report (flags, scores)."""
     by_index = {int(r["index"]): r for r in report.get("samples", [])}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
+
 from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page, Reviewer
 from synthcohort.api.routers import mark_replay
 from synthcohort.api.schemas import (

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+
 from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page
 from synthcohort.api.errors import BadRequest
 from synthcohort.api.routers import mark_replay

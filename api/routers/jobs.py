@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from synthcohort.api.deps import Caller, DbSession, Page
 from synthcohort.api.schemas import JobOut
 from synthcohort.api.schemas import Page as PageOf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+
 from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page
 from synthcohort.api.routers import mark_replay
 from synthcohort.api.schemas import ModelAccepted, ModelCreate, ModelOut

@@ -8,9 +8,9 @@ from typing import TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
-from synthcohort.store.db import ApiKey, Cohort, Job, ModelRecordRow, Role
 
 from synthcohort.core.errors import NotFoundError
+from synthcohort.store.db import ApiKey, Cohort, Job, ModelRecordRow, Role
 
 Owned = TypeVar("Owned", Cohort, Job, ModelRecordRow)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
+
 from synthcohort.api.deps import PageParams
 from synthcohort.api.errors import Conflict, Forbidden
 from synthcohort.api.schemas import CohortCreate
@@ -26,6 +27,9 @@ from synthcohort.api.services.jobs import (
 )
 from synthcohort.api.services.models import check_generator
 from synthcohort.api.services.pagination import paginate
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.core.settings import get_settings
 from synthcohort.store.cohort_export import (
     MEDIA_TYPE,
     ReleasedSample,
@@ -46,10 +50,6 @@ from synthcohort.store.db import (
     SampleState,
     Verdict,
 )
-
-from synthcohort.core.atomic import sha256_file
-from synthcohort.core.errors import InvalidInputError, NotFoundError
-from synthcohort.core.settings import get_settings
 from synthcohort.validation.policy import validation_config
 
 

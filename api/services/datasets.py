@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
 from synthcohort.api.deps import PageParams
 from synthcohort.api.errors import Forbidden
 from synthcohort.api.schemas import DatasetPathRequest
@@ -22,9 +23,8 @@ from synthcohort.api.services.jobs import (
 )
 from synthcohort.api.services.pagination import paginate
 from synthcohort.api.uploads import ReceivedUpload, check_upload
-from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
-
 from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
 
 UPLOAD_FIELDS = ("name", "format", "modality", "size", "normalise", "classes", "class_name", "seed")
 

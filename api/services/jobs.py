@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
 from synthcohort.api.errors import Conflict, ServiceUnavailable
 from synthcohort.api.services.access import get_visible
 from synthcohort.store.db import (

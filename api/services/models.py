@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from synthcohort.api.deps import PageParams
 from synthcohort.api.schemas import ModelCreate
 from synthcohort.api.services.access import get_visible, visible
@@ -20,10 +21,9 @@ from synthcohort.api.services.jobs import (
     submit,
 )
 from synthcohort.api.services.pagination import paginate
-from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
-
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.settings import get_settings
+from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
 
 
 def check_generator(name: str) -> None:

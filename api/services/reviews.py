@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
 from synthcohort.api.errors import Conflict
 from synthcohort.api.schemas import ReviewCreate
 from synthcohort.api.services.cohorts import get_cohort, get_sample, sample_view

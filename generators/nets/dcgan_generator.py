@@ -17,8 +17,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from synthcohort.generators.nets.layers import conv, num_halvings
 from torch import nn
+
+from synthcohort.generators.nets.layers import conv, num_halvings
 
 
 class ConditionalDCGANGenerator(nn.Module):

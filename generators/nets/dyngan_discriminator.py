@@ -20,8 +20,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from synthcohort.generators.nets.dyngan_generator import init_leaky
 from torch import nn
+
+from synthcohort.generators.nets.dyngan_generator import init_leaky
 
 
 class ResidualDownBlock(nn.Module):

@@ -10,8 +10,9 @@ mix samples of a batch. A mask, when conditioned, is an extra input channel.
 from __future__ import annotations
 
 import torch
-from synthcohort.generators.nets.layers import conv, num_halvings
 from torch import nn
+
+from synthcohort.generators.nets.layers import conv, num_halvings
 
 
 class ProjectionCritic(nn.Module):

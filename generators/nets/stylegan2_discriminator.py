@@ -16,12 +16,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from synthcohort.generators.nets.stylegan2_generator import (
     EqualLinear,
     channels_at,
     lrelu,
 )
-from torch import nn
 
 
 class EqualConv2d(nn.Module):

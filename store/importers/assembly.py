@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from synthcohort.store.datasets import DatasetBuild, SampleRecord, SplitArrays
-from synthcohort.store.splits import split_origin, stratified_split
 
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import Progress, ProgressCallback
+from synthcohort.store.datasets import DatasetBuild, SampleRecord, SplitArrays
+from synthcohort.store.splits import split_origin, stratified_split
 
 DEFAULT_3D_SIZE = (32, 48, 32)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path, PurePosixPath
 
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.readers import is_dicom, is_nifti, is_picture, nifti_stem
 from synthcohort.store.datasets import DatasetBuild
 from synthcohort.store.importers.assembly import (
@@ -30,8 +31,6 @@ from synthcohort.store.importers.volumes import (
     load_nifti_pairs,
     volume_normalisation,
 )
-
-from synthcohort.core.errors import InvalidInputError
 
 MASK_SUFFIXES = ("_seg", "_mask")
 LAYOUTS = ("imagefolder", "csv", "nifti", "dicom")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.normalisation import apply_normalisation, default_normalisation
 from synthcohort.imaging.readers import read_medmnist
 from synthcohort.imaging.resizing import check_size, resize_image
@@ -18,9 +20,6 @@ from synthcohort.store.importers.assembly import (
     Provenance,
     assemble,
 )
-
-from synthcohort.core.atomic import sha256_file
-from synthcohort.core.errors import InvalidInputError
 
 # file-stem prefix → (class names by label, modality); from the MedMNIST v2 paper's table.
 KNOWN_SUBSETS: dict[str, tuple[list[str], str]] = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.normalisation import apply_normalisation, default_normalisation
 from synthcohort.imaging.readers import read_picture
 from synthcohort.imaging.resizing import check_size, resize_image
 from synthcohort.store.importers.assembly import ImportOptions, LoadedSample
-
-from synthcohort.core.atomic import sha256_file
-from synthcohort.core.errors import InvalidInputError
 
 
 def load_pictures(

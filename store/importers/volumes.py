@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from synthcohort.core.atomic import sha256_file
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.normalisation import apply_normalisation, default_normalisation
 from synthcohort.imaging.readers import (
     group_dicom_series,
@@ -30,9 +33,6 @@ from synthcohort.store.importers.assembly import (
     LoadedSample,
     sha256_of_hashes,
 )
-
-from synthcohort.core.atomic import sha256_file
-from synthcohort.core.errors import InvalidInputError
 
 # DICOM Modality (0008,0060) → synthcohort modality
 DICOM_MODALITIES = {

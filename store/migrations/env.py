@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
+
 from synthcohort.store.db import Base
 
 config = context.config
