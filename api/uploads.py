@@ -23,6 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from synthcohort.api.errors import BadRequest
+from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError, SynthcohortError, TooLargeError
 from synthcohort.core.settings import get_settings
 from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive
@@ -34,7 +35,7 @@ FORM_OVERHEAD_BYTES = 256 * 1024  # headers and small form fields around the fil
 
 
 def uploads_dir() -> Path:
-    return get_settings().root / "uploads"
+    return layout.uploads_dir()
 
 
 @dataclass

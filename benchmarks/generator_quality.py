@@ -2,7 +2,7 @@
 
 Each family trains class-conditionally on BreastMNIST's train split (all classes) for
 ``--minutes`` and then generates ``--n`` images of class 0 (malignant, the minority). The
-score is the Fréchet distance on ``--pool``-pooled pixels (:mod:`generators.pixel_frechet`)
+score is the Fréchet distance on ``--pool``-pooled pixels (:func:`validation.frechet.pixel_frechet_distance`)
 to the real *validation* images of that class, printed next to the untrained model's
 distance and the real-train-vs-real-val distance (the floor a perfect generator would reach
 with this few validation images). Results go to ``benchmarks/results/`` as JSON.
@@ -24,8 +24,8 @@ import numpy as np
 from synthcohort.core.atomic import atomic_write_text
 from synthcohort.core.device import select_device
 from synthcohort.generators.base import GeneratorSpec, TrainingData
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import available, get_generator
+from synthcohort.validation.frechet import pixel_frechet_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "medmnist" / "breastmnist.npz"

@@ -25,7 +25,7 @@ from pydantic import model_validator
 
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
 from synthcohort.generators.ema import EMA
-from synthcohort.generators.nets import DenoiserUNet
+from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
 from synthcohort.generators.registry import register
 
 if TYPE_CHECKING:  # diffusers is imported on first use: the CLI starts without it

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_write_text, sha256_file
 from synthcohort.core.device import select_device
 from synthcohort.core.errors import InvalidInputError, NotFoundError
@@ -72,7 +73,7 @@ def new_model_id() -> str:
 def model_dir(model_id: str) -> Path:
     if not MODEL_ID.match(model_id or ""):
         raise InvalidInputError(f"{model_id!r} is not a model id (mdl- and 12 hex digits)", field="model_id")
-    return get_settings().models_dir / model_id
+    return layout.model_dir(model_id)
 
 
 def _now() -> str:
@@ -97,12 +98,12 @@ def _make_config(family: type[Generator], config: dict | None, checkpoint_every:
 
 
 def _write_record(record: ModelRecord) -> None:
-    atomic_write_text(model_dir(record.model_id) / "model.json", record.model_dump_json(indent=2))
+    atomic_write_text(model_dir(record.model_id) / layout.MODEL_RECORD, record.model_dump_json(indent=2))
 
 
 def read_record(model_id: str) -> ModelRecord:
     """The ``model.json`` of a model; NotFoundError if there is none."""
-    path = model_dir(model_id) / "model.json"
+    path = model_dir(model_id) / layout.MODEL_RECORD
     if not path.is_file():
         raise NotFoundError(f"no model {model_id!r}", field="model_id")
     return ModelRecord.model_validate_json(path.read_text(encoding="utf-8"))
@@ -140,18 +141,18 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
 
     model_id = model_id or new_model_id()
     mdir = model_dir(model_id)
-    ckpt = mdir / "checkpoint.pt"
+    ckpt = mdir / layout.CHECKPOINT
     dev = select_device(device or get_settings().device)
     created_at = _now()
     if ckpt.is_file():  # a redelivered job: continue from the last checkpoint
         model = Generator.load(ckpt, dev)
-        previous = read_record(model_id) if (mdir / "model.json").is_file() else None
+        previous = read_record(model_id) if (mdir / layout.MODEL_RECORD).is_file() else None
         _check_resume(model, previous, family, spec, cfg, seed, dataset_id, class_name)
         model.config.checkpoint_every = cfg.checkpoint_every
         model.config.log_every = cfg.log_every
         created_at = previous.created_at if previous else created_at
     else:
-        if (mdir / "model.json").is_file():
+        if (mdir / layout.MODEL_RECORD).is_file():
             prev = read_record(model_id)
             if prev.dataset_id != dataset_id or prev.generator != family.name:
                 raise InvalidInputError(f"{model_id} already exists for another job", field="model_id")
@@ -201,7 +202,7 @@ def _check_resume(model: Generator, previous: ModelRecord | None, family: type[G
 def load_model(model_id: str, device: str | None = None) -> tuple[Generator, ModelRecord]:
     """The trained generator (on ``device``, default from settings) and its record."""
     rec = read_record(model_id)
-    ckpt = model_dir(model_id) / "checkpoint.pt"
+    ckpt = model_dir(model_id) / layout.CHECKPOINT
     if not ckpt.is_file():
         raise NotFoundError(f"model {model_id} has no checkpoint yet (status {rec.status})", path=ckpt)
     if rec.checkpoint_sha256 and sha256_file(ckpt) != rec.checkpoint_sha256:
@@ -212,10 +213,10 @@ def load_model(model_id: str, device: str | None = None) -> tuple[Generator, Mod
 
 def list_models() -> list[ModelRecord]:
     """Every model with a ``model.json``, oldest first."""
-    root = get_settings().models_dir
+    root = layout.models_dir()
     if not root.is_dir():
         return []
-    out = [read_record(d.name) for d in root.iterdir() if MODEL_ID.match(d.name) and (d / "model.json").is_file()]
+    out = [read_record(d.name) for d in root.iterdir() if MODEL_ID.match(d.name) and (d / layout.MODEL_RECORD).is_file()]
     return sorted(out, key=lambda r: (r.created_at, r.model_id))
 
 

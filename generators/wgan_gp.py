@@ -18,7 +18,8 @@ import torch
 
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
 from synthcohort.generators.ema import EMA
-from synthcohort.generators.nets import ConditionalDCGANGenerator, ProjectionCritic
+from synthcohort.generators.nets.dcgan_generator import ConditionalDCGANGenerator
+from synthcohort.generators.nets.projection_critic import ProjectionCritic
 from synthcohort.generators.registry import register
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -40,7 +39,6 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from synthcohort.core.atomic import atomic_write_bytes
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.version import __version__
 
@@ -248,32 +246,3 @@ def _instance(
         "Not a real patient; not for diagnostic use."
     )
     return ds
-
-
-def write_dicom_series(
-    out_dir: str | Path,
-    image: np.ndarray,
-    *,
-    sample_id: str,
-    model_id: str,
-    spacing: Sequence[float] | None = None,
-    modality: str | None = None,
-    seed: int | None = None,
-    value_range: tuple[float, float] = (0.0, 1.0),
-    series_number: int = 1,
-    series_label: str = "",
-) -> list[Path]:
-    """Write :func:`encode_dicom_series` output as ``out_dir/0001.dcm, 0002.dcm, ...`` (atomic
-    per file); returns the paths in slice order."""
-    out_dir = Path(out_dir)
-    files = encode_dicom_series(
-        image, sample_id=sample_id, model_id=model_id, spacing=spacing, modality=modality,
-        seed=seed, value_range=value_range, series_number=series_number, series_label=series_label,
-    )
-    paths = []
-    for k, data in enumerate(files):
-        path = out_dir / f"{k + 1:04d}.dcm"
-        atomic_write_bytes(path, data)
-        paths.append(path)
-    return paths
-

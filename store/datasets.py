@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_dir
 from synthcohort.core.errors import HoldoutAccessError, InvalidInputError, NotFoundError
-from synthcohort.core.settings import get_settings
 
 SPLITS = ("train", "val", "test")
 HOLDOUT = "test"
@@ -44,7 +44,6 @@ SAMPLE_FIELDS = [
 ]
 
 Modality = Literal["CT", "MR", "XR", "US", "fundus", "other"]
-SplitName = Literal["train", "val", "test"]
 
 
 class DatasetMeta(BaseModel):
@@ -187,10 +186,10 @@ def _is_8bit(images: np.ndarray) -> bool:
 
 
 class DatasetStore:
-    """The dataset versions under ``root`` (default ``get_settings().datasets_dir``)."""
+    """The dataset versions under ``root`` (default ``layout.datasets_dir()``)."""
 
     def __init__(self, root: Path | None = None):
-        self.root = Path(root) if root is not None else get_settings().datasets_dir
+        self.root = Path(root) if root is not None else layout.datasets_dir()
 
     def list(self) -> list[DatasetMeta]:
         """All committed versions, oldest first."""

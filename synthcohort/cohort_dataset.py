@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError, NotFoundError
-from synthcohort.core.settings import get_settings
 from synthcohort.imaging.sample_files import read_manifest, read_nifti, read_png
 
 FORMATS = ("png", "nifti", "dicom", "npz")
@@ -53,7 +53,7 @@ class CohortDataset(Dataset):
         if _path is not None:
             self.path = Path(_path)
         else:
-            root = Path(root) if root is not None else get_settings().cache_dir / "cohorts"
+            root = Path(root) if root is not None else layout.cache_dir() / "cohorts"
             self.path = root / f"{cohort_id}-{format}"
             if refresh or not (self.path / "datalist.json").is_file():
                 if not download:

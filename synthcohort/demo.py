@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from synthcohort.core import layout
 from synthcohort.core.errors import SynthcohortError
 from synthcohort.core.progress import Progress
 from synthcohort.core.settings import get_settings
@@ -148,7 +149,7 @@ def run_demo(args: argparse.Namespace) -> int:
         wait(client, job_id, "cohort")
         job_id = None
         cohort = client.cohort(cohort["id"])
-        report = root / "cohorts" / cohort["id"] / "report" / "report.html"
+        report = layout.cohort_report_dir(cohort["id"]) / layout.REPORT_HTML
         print()
         print(f"cohort    {cohort['id']}  (model {cohort['model_id']})")
         print(f"verdict   {cohort['verdict']}")

@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from synthcohort.core import layout
 from tests.service_fixtures import postgres_url, redis_url  # noqa: F401 - fixtures re-exported
 
 TABLES = ("reviews", "samples", "cohorts", "models", "datasets", "jobs", "api_keys")
@@ -138,8 +139,7 @@ def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
 @pytest.fixture
 def dataset_id(dataset_template: tuple[Path, str], synthcohort_home: Path) -> str:
     """A dataset version in this test's data root (not yet in the DB: the API finds it)."""
-    from synthcohort.core.settings import get_settings
 
     src, ds_id = dataset_template
-    shutil.copytree(src, get_settings().datasets_dir / ds_id)
+    shutil.copytree(src, layout.datasets_dir() / ds_id)
     return ds_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +57,23 @@ def hippocampus_subset(shared_data, tmp_path):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def breast_train(shared_data):
+    """Every real BreastMNIST training image (0 malignant, 1 normal/benign), [0, 1], channel first."""
+    from synthcohort.generators.base import TrainingData
+
+    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
+        images = z["train_images"][:, None].astype(np.float32) / 255.0
+        labels = z["train_labels"][:, 0].astype(np.int64)
+    return TrainingData(images, labels, class_names=("malignant", "benign"))
+
+
+@pytest.fixture(scope="session")
+def breast_malignant(breast_train):
+    """The malignant training images alone, as a one-class set."""
+    from synthcohort.generators.base import TrainingData
+
+    images = breast_train.images[breast_train.labels == 0]
+    return TrainingData(images, np.zeros(len(images), np.int64), class_names=("malignant",))

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from synthcohort.core import layout
 from tests.api_fixtures import (  # noqa: F401
     Api,
     api,
@@ -39,7 +40,6 @@ def request_cohort(api: Api, ds: str, who: str = "alice", **over):
 def finish_cohort(api: Api, cohort_id: str, verdict: str = "needs_review", *, volumes: bool = False,
                   n: int = 4) -> np.ndarray:
     """Do what the workers do when a cohort is sampled and validated; returns the images."""
-    from synthcohort.core.settings import get_settings
     from synthcohort.imaging.sample_dir import write_sample_dir
     from synthcohort.store.db import Cohort, CohortStatus, Verdict
     from synthcohort.workers.tasks import sample_rows
@@ -49,7 +49,7 @@ def finish_cohort(api: Api, cohort_id: str, verdict: str = "needs_review", *, vo
     images = rng.integers(0, 256, shape).astype(np.float32) / 255.0
     if volumes:  # each depth slice has its own constant level, so a slice is recognisable
         images[:] = (np.arange(6, dtype=np.float32) * 40.0 / 255.0)[None, None, :, None, None]
-    root = get_settings().cohorts_dir / cohort_id
+    root = layout.cohorts_dir() / cohort_id
     write_sample_dir(root / "samples", images, class_name="malignant", seed=7, model_id="mdl-test")
     report = {
         "verdict": verdict, "reasons": [f"verdict {verdict}"],

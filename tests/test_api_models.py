@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from synthcohort.core import layout
 from tests.api_fixtures import (  # noqa: F401
     Api,
     api,
@@ -146,10 +147,9 @@ def test_broker_outage_is_503_and_a_retry_sends_the_same_job(api: Api, dataset_i
 def test_model_view_carries_the_training_curve(api: Api, dataset_id: str) -> None:
     import json
 
-    from synthcohort.core.settings import get_settings
 
     out = api.post("/v1/models", "alice", model_body(dataset_id)).json()
-    folder = get_settings().models_dir / out["model_id"]
+    folder = layout.models_dir() / out["model_id"]
     folder.mkdir(parents=True)
     summary = {"logged": 2, "first": {"step": 1, "loss_d": 1.5}, "last": {"step": 5, "loss_d": 0.4}}
     (folder / "model.json").write_text(json.dumps({"model_id": out["model_id"], "history": summary}))

@@ -28,9 +28,9 @@ from synthcohort.client import (
     Unauthorized,
     verify_sha256sums,
 )
+from synthcohort.core import layout
 from synthcohort.core.errors import NotFoundError, SynthcohortError
 from synthcohort.core.progress import Progress
-from synthcohort.core.settings import get_settings
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.cohort_export import ReleasedSample, stream_archive
 
@@ -86,15 +86,14 @@ def api(tmp_path):
     )
     from synthcohort.store.migrate import upgrade_database
 
-    settings = get_settings()
     upgrade_database()
     dataset_id = _tiny_dataset()
     images = np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32)
-    samples_dir = settings.cohorts_dir / COHORT / "samples"
+    samples_dir = layout.cohorts_dir() / COHORT / "samples"
     rows = write_sample_dir(samples_dir, images, class_name="malignant", seed=5, model_id=MODEL)
     report = {"verdict": "needs_review", "reasons": ["1 sample flagged"], "metrics": {}, "samples": [], "warnings": []}
-    (settings.cohorts_dir / COHORT / "report").mkdir(parents=True)
-    (settings.cohorts_dir / COHORT / "report" / "report.json").write_text(json.dumps(report))
+    (layout.cohorts_dir() / COHORT / "report").mkdir(parents=True)
+    (layout.cohorts_dir() / COHORT / "report" / "report.json").write_text(json.dumps(report))
 
     with session_factory()() as s:
         owner, owner_key = create_api_key(s, Role.requester, "owner")
@@ -216,7 +215,7 @@ def test_datasets_upload_register_and_listing(api, tmp_path):
     assert accepted["job_id"] == again["job_id"]
     assert owner.job(accepted["job_id"])["kind"] == "import"
     with pytest.raises(Forbidden):  # server paths are for admins
-        owner.register_dataset("/work/shared/data/medmnist/breastmnist.npz", name="breast")
+        owner.register_dataset(str(upload), name="breast")
     with pytest.raises(SynthcohortError) as err:
         owner.upload_dataset(tmp_path / "missing.npz")
     assert err.value.path.endswith("missing.npz")

@@ -13,7 +13,6 @@ from synthcohort.core.errors import InvalidInputError
 from synthcohort.imaging.dicom_writer import (
     encode_dicom_series,
     modality_code,
-    write_dicom_series,
 )
 from synthcohort.imaging.readers import group_dicom_series, read_dicom_series
 
@@ -31,12 +30,17 @@ def _read(data: bytes) -> pydicom.Dataset:
 def test_volume_round_trips_through_the_ingestion_reader(tmp_path):
     vol = _volume()
     spacing = (2.5, 0.7, 0.8)
-    paths = write_dicom_series(tmp_path / "series", vol, sample_id="coh-1-000003", model_id="mdl-abc",
-                               spacing=spacing, modality="MR", seed=11)
+    files = encode_dicom_series(vol, sample_id="coh-1-000003", model_id="mdl-abc", spacing=spacing, modality="MR",
+                                seed=11)
+    paths = []
+    for k, data in enumerate(files):  # as the archive export lays out a series folder
+        paths.append(tmp_path / "series" / f"{k + 1:04d}.dcm")
+        paths[-1].parent.mkdir(exist_ok=True)
+        paths[-1].write_bytes(data)
     assert len(paths) == vol.shape[1]
     # Hand the files over shuffled: order must come from the positions, not the names.
-    files = [paths[i] for i in (3, 0, 5, 1, 4, 2)]
-    groups = group_dicom_series(files)
+    shuffled = [paths[i] for i in (3, 0, 5, 1, 4, 2)]
+    groups = group_dicom_series(shuffled)
     assert len(groups) == 1  # one series per volume
     (uid, members), = groups.items()
     series = read_dicom_series(uid, members, where=tmp_path)

@@ -9,22 +9,14 @@ import pytest
 import torch
 
 from synthcohort.core.seeding import torch_generator
-from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.base import GeneratorSpec
 from synthcohort.generators.diffusion import ddim_sample
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator
 from synthcohort.generators.training import load_model, sample_model, train_model
 from synthcohort.imaging.sample_dir import read_sample_dir
+from synthcohort.validation.frechet import pixel_frechet_distance
 
 FAST = dict(channels=(16, 32), attention_levels=(False, False), norm_num_groups=8)
-
-
-@pytest.fixture(scope="module")
-def breast_train(shared_data) -> TrainingData:
-    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
-        images = z["train_images"][:, None].astype(np.float32) / 255.0
-        labels = z["train_labels"][:, 0].astype(np.int64)
-    return TrainingData(images, labels, class_names=("malignant", "benign"))
 
 
 def _model(**cfg):

@@ -9,8 +9,8 @@ import torch
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
 from synthcohort.generators.nets.dyngan_generator import DynGANGenerator
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator
+from synthcohort.validation.frechet import pixel_frechet_distance
 
 TOY = dict(batch_size=16, z_dim=16, width=16, feature_dim=32, log_every=10, monitor_every=5,
            repartition_every=60)
@@ -54,14 +54,6 @@ def test_missed_mode_becomes_a_new_partition_reproducibly():
     again = _missed_mode_run(seed=0)
     assert np.array_equal(again.partition_labels(), labels)
     assert again.repartitions == model.repartitions
-
-
-@pytest.fixture(scope="module")
-def breast_malignant(shared_data) -> TrainingData:
-    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
-        keep = z["train_labels"][:, 0] == 0
-        images = z["train_images"][keep][:, None].astype(np.float32) / 255.0
-    return TrainingData(images, np.zeros(len(images), np.int64), class_names=("malignant",))
 
 
 SMALL = dict(batch_size=16, z_dim=32, width=16, feature_dim=32, log_every=10, repartition_every=40)

@@ -23,12 +23,9 @@ SPEC = GeneratorSpec(spatial_dims=2, in_channels=1, image_size=(28, 28), num_cla
 
 
 @pytest.fixture(scope="module")
-def breast(shared_data) -> TrainingData:
+def breast(breast_train) -> TrainingData:
     """64 real BreastMNIST training images of both classes (0 malignant, 1 normal/benign)."""
-    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
-        images = z["train_images"][:64, None].astype(np.float32) / 255.0
-        labels = z["train_labels"][:64, 0].astype(np.int64)
-    return TrainingData(images, labels, class_names=("malignant", "benign"))
+    return TrainingData(breast_train.images[:64], breast_train.labels[:64], class_names=breast_train.class_names)
 
 
 def _make(name: str, seed: int = 0) -> Generator:

@@ -104,8 +104,11 @@ def test_every_package_folder_is_listed_for_setuptools():
 
 @pytest.mark.slow
 def test_a_built_wheel_installs_one_top_level_package(tmp_path):
+    """Built from a clone of the committed tree, so that no stale build/ folder can leak into it."""
+    src = tmp_path / "src"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(src)], check=True, timeout=120)
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = tmp_path.glob("synthcohort-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -10,18 +10,10 @@ import torch.nn.functional as F
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.nets.stylegan2_generator import ModulatedConv2d
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
 from synthcohort.generators.registry import get_generator
+from synthcohort.validation.frechet import pixel_frechet_distance
 
 TINY = dict(batch_size=8, z_dim=16, w_dim=16, channel_base=128, channel_max=16, log_every=1)
-
-
-@pytest.fixture(scope="module")
-def breast_malignant(shared_data) -> TrainingData:
-    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
-        keep = z["train_labels"][:, 0] == 0
-        images = z["train_images"][keep][:, None].astype(np.float32) / 255.0
-    return TrainingData(images, np.zeros(len(images), np.int64), class_names=("malignant",))
 
 
 def test_grouped_modulated_conv_equals_per_sample_convolution():

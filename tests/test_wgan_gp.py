@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
-from synthcohort.generators.pixel_frechet import pixel_frechet_distance
+from synthcohort.generators.base import Generator, GeneratorSpec
 from synthcohort.generators.registry import get_generator
 from synthcohort.generators.training import (
     list_models,
@@ -17,14 +16,7 @@ from synthcohort.generators.training import (
     train_model,
 )
 from synthcohort.imaging.sample_dir import read_sample_dir
-
-
-@pytest.fixture(scope="module")
-def breast_train(shared_data) -> TrainingData:
-    with np.load(shared_data / "medmnist" / "breastmnist.npz") as z:
-        images = z["train_images"][:, None].astype(np.float32) / 255.0
-        labels = z["train_labels"][:, 0].astype(np.int64)
-    return TrainingData(images, labels, class_names=("malignant", "benign"))
+from synthcohort.validation.frechet import pixel_frechet_distance
 
 
 def test_defaults_are_the_papers():

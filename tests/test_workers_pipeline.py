@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.store.db import (
     Cohort,
@@ -37,7 +38,6 @@ def cohort_setup(synthcohort_home, shared_data):
     """A dataset, a model row and a cohort whose sample dir holds 4 exact copies of malignant
     training images and 12 real malignant validation images; the job waits for 'validate'."""
     from synthcohort.api.keys import create_api_key
-    from synthcohort.core.settings import get_settings
     from synthcohort.imaging.sample_dir import write_sample_dir
     from synthcohort.store.ingest import import_path
     from synthcohort.store.migrate import upgrade_database
@@ -51,7 +51,7 @@ def cohort_setup(synthcohort_home, shared_data):
     others = val.images[val.labels == 0][:N_OTHER]
     images = np.concatenate([copies, others]).astype(np.float32)
     cohort_id, job_id, model_id = "coh-test0001", "job-test0001", "mdl-test0001"
-    write_sample_dir(get_settings().cohorts_dir / cohort_id / "samples", images, class_name="malignant",
+    write_sample_dir(layout.cohorts_dir() / cohort_id / "samples", images, class_name="malignant",
                      seed=0, model_id=model_id)
     factory = session_factory()
     with factory() as s:
@@ -82,12 +82,11 @@ def set_request(factory, job_id: str, **changes) -> None:
 
 def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
     from synthcohort.core.atomic import sha256_file
-    from synthcohort.core.settings import get_settings
     from synthcohort.workers.tasks import validate_cohort_task
 
     factory, job_id, cohort_id = cohort_setup
     validate_cohort_task.apply(args=[job_id])
-    base = get_settings().cohorts_dir / cohort_id
+    base = layout.cohorts_dir() / cohort_id
     with factory() as s:
         job, cohort = s.get(Job, job_id), s.get(Cohort, cohort_id)
         assert job.status == JobStatus.succeeded, job.error
@@ -125,7 +124,6 @@ def test_validate_stage_records_samples_and_holds_the_copies(cohort_setup):
 ])
 def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, role, message):
     from synthcohort.api.keys import create_api_key
-    from synthcohort.core.settings import get_settings
     from synthcohort.workers.tasks import validate_cohort_task
 
     factory, job_id, cohort_id = cohort_setup
@@ -141,7 +139,7 @@ def test_bad_validation_request_fails_the_job_cleanly(cohort_setup, validation, 
         assert cohort.status == CohortStatus.failed and cohort.verdict is None
         assert cohort.reasons == [job.error]
         assert s.query(Sample).filter(Sample.cohort_id == cohort_id).count() == 0
-    assert not (get_settings().cohorts_dir / cohort_id / "report").exists()
+    assert not (layout.cohorts_dir() / cohort_id / "report").exists()
 
 
 def test_the_worker_judges_overrides_by_the_owners_role(cohort_setup):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_write_bytes
 from synthcohort.core.device import select_device
 from synthcohort.core.seeding import derive_seed, torch_generator
@@ -212,7 +213,7 @@ def domain_encoder(
         keep[np.asarray(exclude, dtype=np.int64)] = False
     labels = np.asarray(labels).reshape(-1)[keep]
     cfg_hash = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    path = (cache_dir or get_settings().cache_dir / "encoders") / f"{key}-{cfg_hash}.pt"
+    path = (cache_dir or layout.cache_dir() / "encoders") / f"{key}-{cfg_hash}.pt"
     n_out = len(np.unique(labels))
     n_out = n_out if n_out >= 2 else 4
     net = None

@@ -24,6 +24,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import linalg
 
 from synthcohort.core.seeding import numpy_rng
@@ -54,6 +56,21 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def fd(x: np.ndarray, y: np.ndarray) -> float:
     """FD between two feature sets."""
     return frechet_distance(*feature_stats(x), *feature_stats(y))
+
+
+def pooled_pixels(images: np.ndarray, size: int = 8) -> np.ndarray:
+    """(N, C, *spatial) in [0, 1] → (N, C · size^d) features: the images average-pooled to
+    ``size`` per side. No network weights; sensitive to intensity, contrast and coarse layout,
+    which is what a short training run changes first."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    pool = F.adaptive_avg_pool2d if x.dim() == 4 else F.adaptive_avg_pool3d
+    return pool(x, size).flatten(1).double().numpy()
+
+
+def pixel_frechet_distance(real: np.ndarray, fake: np.ndarray, size: int = 8) -> float:
+    """FD on ``size``-pooled pixels: a cheap "did training help" check for tests and benchmarks,
+    not the validation stage's similarity."""
+    return fd(pooled_pixels(real, size), pooled_pixels(fake, size))
 
 
 @dataclass(frozen=True)

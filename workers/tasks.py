@@ -28,6 +28,7 @@ from celery.exceptions import Ignore
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_dir, sha256_file
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.settings import get_settings
@@ -94,10 +95,6 @@ def cohort_model_id(job: Job) -> str:
     if given:
         return str(given)
     return "mdl-" + hashlib.sha256(f"{job.id}:model".encode()).hexdigest()[:12]  # generators.training.MODEL_ID
-
-
-def cohort_dir(cohort_id: str) -> Path:
-    return get_settings().cohorts_dir / cohort_id
 
 
 # -- the stage runner ---------------------------------------------------------------------------
@@ -306,7 +303,7 @@ def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress
                 cohort.model_id = model_id
                 cohort.status = CohortStatus.training
         s.commit()
-    ckpt = get_settings().models_dir / model_id / "checkpoint.pt"
+    ckpt = layout.model_dir(model_id) / layout.CHECKPOINT
     start = _checkpoint_step(ckpt)
     if start:
         log.info("job %s: resuming %s from step %d", job.id, model_id, start)
@@ -358,7 +355,7 @@ def do_sample(lease: JobLease, job: Job, factory: sessionmaker[Session], progres
         cohort.status = CohortStatus.sampling
         s.commit()
         count, seed, class_name = cohort.count, cohort.seed, cohort.class_name
-    out = cohort_dir(job.target_id) / "samples"
+    out = layout.cohort_samples_dir(job.target_id)
     if (out / "manifest.csv").exists():
         return  # sampled by an earlier delivery
     with atomic_dir(out) as tmp:
@@ -429,13 +426,12 @@ def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progr
         }
         dataset_id, class_name = cohort.dataset_id, cohort.class_name
     cfg = request_validation(factory, job)
-    base = cohort_dir(job.target_id)
-    samples_dir, report_dir = base / "samples", base / "report"
-    if not (report_dir / "report.json").exists():
+    samples_dir, report_dir = layout.cohort_samples_dir(job.target_id), layout.cohort_report_dir(job.target_id)
+    if not (report_dir / layout.REPORT_JSON).exists():
         with atomic_dir(report_dir) as tmp:
             validate_cohort(dataset_id, class_name, samples_dir, tmp, config=cfg,
                             provenance=provenance, progress=progress())
-    report = json.loads((report_dir / "report.json").read_text())
+    report = json.loads((report_dir / layout.REPORT_JSON).read_text())
     rows = sample_rows(job.target_id, samples_dir, report)
     with factory() as s:
         current = s.get(Job, job.id)

@@ -27,9 +27,9 @@ from synthcohort.api.services.jobs import (
 )
 from synthcohort.api.services.models import check_generator
 from synthcohort.api.services.pagination import paginate
+from synthcohort.core import layout
 from synthcohort.core.atomic import sha256_file
 from synthcohort.core.errors import InvalidInputError, NotFoundError
-from synthcohort.core.settings import get_settings
 from synthcohort.store.cohort_export import (
     MEDIA_TYPE,
     ReleasedSample,
@@ -51,10 +51,6 @@ from synthcohort.store.db import (
     Verdict,
 )
 from synthcohort.validation.policy import validation_config
-
-
-def cohort_dir(cohort_id: str) -> Path:
-    return get_settings().cohorts_dir / cohort_id
 
 
 # ------------------------------------------------------------------ create
@@ -142,7 +138,7 @@ def report_file(session: Session, key: ApiKey, cohort_id: str, name: str) -> Pat
         if dataset is None or dataset.owner_id != key.id:
             raise Forbidden("report.html shows real training images of a dataset you did not upload; "
                             "read /report (JSON) or ask a reviewer", field="cohort_id")
-    path = cohort_dir(cohort.id) / "report" / name
+    path = layout.cohort_report_dir(cohort.id) / name
     if not path.is_file():
         if cohort.status != CohortStatus.ready:
             raise Conflict(f"cohort {cohort.id} is {cohort.status.value}; the report comes with validation",
@@ -175,7 +171,7 @@ def sample_view(sample: Sample, key: ApiKey, nearest: dict[int, Any] | None = No
 
 def _report_nearest(cohort_id: str) -> dict[int, Any]:
     """index → nearest_train from report.json, for samples whose row lacks it."""
-    path = cohort_dir(cohort_id) / "report" / "report.json"
+    path = layout.cohort_report_dir(cohort_id) / layout.REPORT_JSON
     try:
         samples = json.loads(path.read_text(encoding="utf-8")).get("samples", [])
         return {int(s["index"]): s.get("nearest_train") for s in samples if "index" in s}
@@ -211,7 +207,7 @@ def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> byte
     sample = get_sample(session, key, cohort_id, index)
     if not _may_see_image(key, sample):
         raise Forbidden(f"sample {index} is {sample.state.value}; only reviewers may view it", field="index")
-    samples_dir = (cohort_dir(sample.cohort_id) / "samples").resolve()
+    samples_dir = (layout.cohort_samples_dir(sample.cohort_id)).resolve()
     path = (samples_dir / sample.file).resolve()
     if not path.is_relative_to(samples_dir):
         raise InvalidInputError("sample file lies outside the cohort", path=sample.file)
@@ -242,7 +238,7 @@ def download(session: Session, key: ApiKey, cohort_id: str, fmt: str | None, arc
     ]
     fmt = fmt or cohort.format
     dataset = session.get(DatasetRecord, cohort.dataset_id)
-    stream = stream_archive(cohort_dir(cohort.id) / "samples", released, fmt=fmt, archive=archive,
+    stream = stream_archive(layout.cohort_samples_dir(cohort.id), released, fmt=fmt, archive=archive,
                             provenance=provenance(cohort, model, dataset, samples))
     return stream, archive_filename(cohort.id, archive).replace(cohort.id, f"{cohort.id}-{fmt}", 1), MEDIA_TYPE[archive]
 
@@ -251,7 +247,7 @@ def provenance(cohort: Cohort, model: ModelRecordRow | None, dataset: DatasetRec
                released: list[Sample]) -> dict[str, Any]:
     """What the archive says about its origin: dataset, model, validation, and who released
     which flagged sample (the audit trail travels with the data)."""
-    report = cohort_dir(cohort.id) / "report" / "report.json"
+    report = layout.cohort_report_dir(cohort.id) / layout.REPORT_JSON
     meta = (dataset.meta or {}) if dataset is not None else {}
     return {
         "cohort_id": cohort.id, "dataset_id": cohort.dataset_id, "model_id": cohort.model_id,

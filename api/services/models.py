@@ -21,8 +21,8 @@ from synthcohort.api.services.jobs import (
     submit,
 )
 from synthcohort.api.services.pagination import paginate
+from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.settings import get_settings
 from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
 
 
@@ -69,9 +69,9 @@ def history(model_id: str) -> list[Any] | dict[str, Any] | None:
     points) when the generators write one, else the summary in ``model.json`` (first and last
     points); None before training has written either. The checkpoint itself (which holds the
     full curve) is not unpickled in the API process."""
-    folder = get_settings().models_dir / model_id
+    folder = layout.model_dir(model_id)
     for name, pick in (("history.json", lambda d: d),
-                       ("model.json", lambda d: d.get("history") if isinstance(d, dict) else None)):
+                       (layout.MODEL_RECORD, lambda d: d.get("history") if isinstance(d, dict) else None)):
         path = folder / name
         if path.is_file():
             try:

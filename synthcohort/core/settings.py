@@ -59,30 +59,11 @@ class Settings(BaseSettings):
     def root(self) -> Path:
         return self.home.expanduser().resolve()
 
-    @property
-    def datasets_dir(self) -> Path:
-        return self.root / "datasets"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def cohorts_dir(self) -> Path:
-        return self.root / "cohorts"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / "cache"
-
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.root / 'synthcohort.db'}"
 
     def celery_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.root / 'broker.db'}"
-
-    def celery_result_backend(self) -> str:
-        return self.result_backend or f"db+{self.sqlalchemy_url()}"
 
 
 @lru_cache(maxsize=1)
