@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
+from numpy.lib import format as npy_format
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -216,7 +217,6 @@ def _check_archive(archive: Path, scratch: Path) -> None:
 
 def _check_npz(path: Path) -> None:
     """Each member must be an ``.npy`` with a readable header and no object dtype (pickle)."""
-    from numpy.lib import format as npy_format
 
     try:
         with zipfile.ZipFile(path) as zf:

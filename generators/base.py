@@ -29,6 +29,7 @@ from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import EtaClock, Progress, ProgressCallback
 from synthcohort.core.seeding import derive_seed, torch_generator
 from synthcohort.core.version import __version__
+from synthcohort.generators.registry import get_generator
 
 CHECKPOINT_FORMAT = 1
 RESIDENT_BYTES = 2 * 1024**3  # CUDA: training images up to this size are kept on the device
@@ -258,7 +259,6 @@ class Generator(ABC):
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Generator:
         """Rebuild any registered family from a checkpoint (``Generator.load`` dispatches)."""
-        from synthcohort.generators.registry import get_generator
 
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         family = get_generator(ckpt["generator"])

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
 from pydantic import model_validator
 
 from synthcohort.generators.base import Batch, Generator, GeneratorConfig
@@ -95,14 +96,12 @@ class Diffusion(Generator):
         ).to(self.device, memory_format=self.memory_format)
         self.eps_ema = EMA(self.eps_model, c.ema_decay)
         self.opt = torch.optim.Adam(self.eps_model.parameters(), lr=c.lr)
-        from diffusers import DDPMScheduler
 
         self.train_scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps,
                                              beta_schedule=c.beta_schedule)
 
     def sampling_scheduler(self) -> DDIMScheduler:
         """A fresh DDIM schedule with the training β's (fresh: ``set_timesteps`` mutates it)."""
-        from diffusers import DDIMScheduler
 
         c = self.config
         return DDIMScheduler(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
 
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import ProgressCallback
@@ -344,7 +345,6 @@ def _kmeans_refine(features: np.ndarray, labels: np.ndarray, k: int, *, seed: in
     collapsed), there is no centroid to start from and the start is seeded k-means++.
     Empty clusters are dropped and labels made compact, keeping the partitions' order.
     """
-    from sklearn.cluster import KMeans
 
     if len(np.unique(labels)) == k:
         init: np.ndarray | str = np.stack([features[labels == j].mean(0) for j in range(k)])

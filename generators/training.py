@@ -34,6 +34,7 @@ from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.presets import resolve_preset
 from synthcohort.generators.registry import get_generator
 from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.datasets import DatasetStore
 
 MODEL_ID = re.compile(r"^mdl-[0-9a-f]{12}$")
 SAMPLE_CHUNK = 64  # images per generate call; fixed, so a seed always means the same images
@@ -118,7 +119,6 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
 
     ``preset`` (:mod:`generators.presets`): "auto" uses the small-data settings for a small 2D
     class when ``config`` is empty; "small-data" always merges them under ``config``; "none" never."""
-    from synthcohort.store.datasets import DatasetStore
 
     family = get_generator(generator)
     if int(steps) < 1:
@@ -247,8 +247,6 @@ def sample_model(model_id: str, n: int, *, seed: int, out_dir: Path, class_name:
 
 
 def _draw_masks(rec: ModelRecord, class_index: int, n: int, seed: int) -> np.ndarray:
-    from synthcohort.store.datasets import DatasetStore
-
     train = DatasetStore().get(rec.dataset_id).split("train")
     if train.masks is None:
         raise InvalidInputError(f"dataset {rec.dataset_id} has no masks", field="mask")

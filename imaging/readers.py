@@ -10,7 +10,11 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
+from PIL import Image, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
 
 from synthcohort.core.errors import InvalidInputError, TooLargeError
 from synthcohort.core.settings import get_settings
@@ -146,7 +150,6 @@ def read_medmnist(path: Path) -> MedmnistSplits:
 
 def read_picture(path: Path) -> tuple[np.ndarray, np.dtype]:
     """Read a 2D picture as (C, H, W) raw values (C = 1 grey or 3 RGB) and its pixel dtype."""
-    from PIL import Image, UnidentifiedImageError
 
     check_file_size(path)
     try:
@@ -190,7 +193,6 @@ def read_nifti(path: Path, *, reorient: bool = True) -> Volume:
     Orientation codes come from the affine (``nibabel.aff2axcodes``); spacing from the header
     zooms (after reorientation, so it matches the array axes).
     """
-    import nibabel as nib
 
     check_file_size(path)
     try:
@@ -233,8 +235,6 @@ class DicomSeries:
 
 def group_dicom_series(files: list[Path]) -> dict[str, list[tuple[Path, object]]]:
     """Read headers (no pixels) and group files by SeriesInstanceUID."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
     series: dict[str, list[tuple[Path, object]]] = {}
     for path in files:
@@ -267,7 +267,6 @@ def read_dicom_series(uid: str, members: list[tuple[Path, object]], *, where: Pa
     (row direction × column direction of ImageOrientationPatient); slice spacing is the median
     step between positions; a step over 1.5× the median is a missing slice.
     """
-    import pydicom
 
     first = members[0][1]
     try:

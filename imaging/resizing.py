@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from synthcohort.core.errors import InvalidInputError
 
@@ -64,7 +65,6 @@ def _nearest_along(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
 
 def resize_image(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resize a channel-first image (C, *S) of floats to (C, *size): anti-aliased, (tri)linear."""
-    from scipy.ndimage import gaussian_filter
 
     x = np.asarray(x, dtype=np.float32)
     size = tuple(int(v) for v in size)

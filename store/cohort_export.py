@@ -36,11 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import nibabel as nib
 import numpy as np
 
 from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.core.version import __version__
+from synthcohort.imaging.dicom_writer import encode_dicom_series
 from synthcohort.imaging.sample_files import is_volume_file, png_bytes, read_sample_file
+from synthcohort.store.datasets import DatasetStore
 
 Format = Literal["png", "nifti", "dicom", "npz"]
 ArchiveKind = Literal["zip", "tar", "tar.gz"]
@@ -229,7 +232,6 @@ class _ExportContext:
 def _dataset_meta(dataset_id: str):
     """The dataset's metadata from the store, or None where it is not on this machine."""
     try:
-        from synthcohort.store.datasets import DatasetStore
 
         return DatasetStore().get(dataset_id).meta
     except (ImportError, NotFoundError):
@@ -272,7 +274,6 @@ def _convert(
         arr, spacing = read_sample_file(src)
         return f"{stem}.nii.gz", [(f"{stem}.nii.gz", _nifti_bytes(arr, spacing or ctx.spacing_2d, is_mask))]
     # dicom: one file for a 2D image, a folder (one series) for a volume
-    from synthcohort.imaging.dicom_writer import encode_dicom_series
 
     arr, spacing = read_sample_file(src)
     if is_mask:
@@ -296,7 +297,6 @@ def _convert(
 
 def _nifti_bytes(arr: np.ndarray, spacing: Sequence[float] | None, is_mask: bool) -> bytes:
     """A 2D (C, H, W) image as a 1-slice NIfTI volume (H, W, 1[, C]), gzip with mtime 0."""
-    import nibabel as nib
 
     plane = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # (H, W) or (H, W, C)
     vol = plane[:, :, None] if plane.ndim == 2 else plane[:, :, None, :]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timezone
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -36,6 +37,8 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+
+from synthcohort.core.settings import get_settings
 
 
 def utcnow() -> datetime:
@@ -213,7 +216,6 @@ def engine_for(url: str) -> Engine:
     """One engine per URL per process. SQLite gets WAL and a busy timeout because the API
     and a worker process write to the same file."""
     if url.startswith("sqlite"):
-        from pathlib import Path
 
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
@@ -232,6 +234,4 @@ def engine_for(url: str) -> Engine:
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    from synthcohort.core.settings import get_settings
-
     return sessionmaker(engine_for(url or get_settings().sqlalchemy_url()), expire_on_commit=False)

@@ -14,12 +14,13 @@ import tempfile
 from pathlib import Path
 
 from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.progress import ProgressCallback
+from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.settings import get_settings
 from synthcohort.imaging.normalisation import parse_normalisation
+from synthcohort.imaging.phantoms import CLASSES, make_phantoms
 from synthcohort.imaging.resizing import check_size
 from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive, is_archive
-from synthcohort.store.datasets import MODALITIES, DatasetStore, DatasetVersion
+from synthcohort.store.datasets import MODALITIES, DatasetBuild, DatasetStore, DatasetVersion, SampleRecord, SplitArrays
 from synthcohort.store.importers.assembly import ImportOptions
 from synthcohort.store.importers.folders import (
     LAYOUTS,
@@ -167,8 +168,6 @@ def import_demo(
     progress: ProgressCallback | None = None,
 ) -> DatasetVersion:
     """Commit the generated phantom data set (:mod:`imaging.phantoms`) so the demo needs no files."""
-    from synthcohort.imaging.phantoms import CLASSES, make_phantoms
-    from synthcohort.store.datasets import DatasetBuild, SampleRecord, SplitArrays
 
     if dims not in (2, 3):
         raise InvalidInputError(f"dims must be 2 or 3, not {dims}", field="dims")
@@ -193,7 +192,6 @@ def import_demo(
         details={"minority_class": "lesion", "lesion_masks": True},
     )
     if progress is not None:
-        from synthcohort.core.progress import Progress
 
         progress(Progress("import", 1, 1))
     return (store or DatasetStore()).commit(build)

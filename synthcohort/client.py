@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from synthcohort.core.atomic import sha256_file
 from synthcohort.core.errors import (
     InvalidInputError,
     NotFoundError,
@@ -33,6 +34,8 @@ from synthcohort.core.errors import (
 )
 from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.settings import get_settings
+from synthcohort.store.archives import extract_archive
+from synthcohort.store.cohort_export import ARCHIVE_SUFFIX
 
 RETRY_STATUSES = (502, 503, 504)
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -328,8 +331,6 @@ class Client:
         place (replacing an older download of the same cohort and format). A mismatch raises
         :class:`ChecksumError` and leaves nothing behind.
         """
-        from synthcohort.store.archives import extract_archive
-        from synthcohort.store.cohort_export import ARCHIVE_SUFFIX
 
         dest_dir = Path(dest_dir).expanduser()
         dest_dir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +381,6 @@ class Client:
 def verify_sha256sums(folder: str | Path) -> int:
     """Check every file under ``folder`` against its ``SHA256SUMS`` (sha256sum format): each
     listed file exists and matches, and no file is unlisted. Returns the number checked."""
-    from synthcohort.core.atomic import sha256_file
 
     folder = Path(folder)
     sums = folder / SUMS_FILE

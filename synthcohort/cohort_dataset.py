@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import torch
 from torch.utils.data import Dataset
 
+from synthcohort.client import Client, verify_sha256sums
 from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.imaging.sample_files import read_manifest, read_nifti, read_png
@@ -60,7 +62,6 @@ class CohortDataset(Dataset):
                     raise NotFoundError(f"cohort {cohort_id} ({format}) is not in the cache and download=False",
                                         path=self.path)
                 if client is None:
-                    from synthcohort.client import Client
 
                     client = Client()
                 self.path = client.download(cohort_id, root, format=format, archive=archive)
@@ -75,7 +76,6 @@ class CohortDataset(Dataset):
         if not (path / "datalist.json").is_file():
             raise NotFoundError("no datalist.json: not an extracted synthcohort archive", path=path)
         if verify:
-            from synthcohort.client import verify_sha256sums
 
             verify_sha256sums(path)
         return cls(None, transform=transform, return_mask=return_mask, _path=path)
@@ -177,7 +177,6 @@ def _read_nifti(path: Path, spatial_dims: int) -> np.ndarray:
 def _read_dicom(path: Path) -> np.ndarray:
     """A 2D file or a series folder written by :mod:`imaging.dicom_writer`, back in [0, 1]:
     stored 16-bit values / 65535 (8-bit RGB / 255), slices ordered along their normal."""
-    import pydicom
 
     files = sorted(path.glob("*.dcm")) if path.is_dir() else [path]
     if not files:

@@ -82,6 +82,16 @@ def test_the_check_sees_a_violation(tmp_path):
     assert _imports(bad) == [(2, "synthcohort.api.app")]
 
 
+def test_the_api_and_the_cli_start_without_torch():
+    """torch is imported at one boundary (CLI commands, the generator registry, the worker's stage
+    functions): the API process and the CLI's start stay light."""
+    code = ("import sys, synthcohort.api.app, synthcohort.workers.tasks, synthcohort.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'monai', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 def test_no_old_top_level_names_are_imported():
     """Nothing imports ``api``, ``store``, … as top-level packages any more."""
     old = re.compile(r"^\s*(?:from|import)\s+(api|store|validation|workers|imaging|generators)\b", re.M)

@@ -16,9 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
+from sklearn.cluster import KMeans
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
+from synthcohort.core.atomic import atomic_path
+from synthcohort.core.seeding import numpy_rng
 from synthcohort.validation.neighbours import (
     DEFAULT_CHUNK_BYTES,
     ball_counts,
@@ -79,8 +86,6 @@ def bins_test(real: np.ndarray, fake: np.ndarray, *, seed: int, max_bins: int = 
     ``fake`` are counted in them: the pipeline fits on every train image of the class (K stays as
     large as before) and counts the reference sample, which the encoder did not see, like ``fake``.
     """
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
 
     fit = real if cells_from is None else cells_from
     k = int(max(2, min(max_bins, len(fit) // 10)))
@@ -105,21 +110,14 @@ def bins_test(real: np.ndarray, fake: np.ndarray, *, seed: int, max_bins: int = 
 
 def tsne_plot(real: np.ndarray, fake: np.ndarray, path: Path, *, seed: int, max_points: int = 1000, title: str = "") -> Path:
     """t-SNE (seeded) of real vs synthetic features, saved atomically as PNG."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-
-    from synthcohort.core.atomic import atomic_path
-    from synthcohort.core.seeding import numpy_rng
 
     rng = numpy_rng(seed)
     r = real[rng.choice(len(real), min(len(real), max_points), replace=False)]
     f = fake[rng.choice(len(fake), min(len(fake), max_points), replace=False)]
     x = np.concatenate([r, f])
     perplexity = float(max(2.0, min(30.0, (len(x) - 1) / 3.0)))
-    from threadpoolctl import threadpool_limits
 
     # one thread: a few thousand points gain nothing from OpenMP, and on a busy machine its
     # spin-waiting threads slow the embedding down by an order of magnitude

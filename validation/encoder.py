@@ -30,6 +30,7 @@ from synthcohort.core.atomic import atomic_write_bytes
 from synthcohort.core.device import select_device
 from synthcohort.core.seeding import derive_seed, torch_generator
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.reference import indices_fingerprint
 
 ENCODER_VERSION = 2
 
@@ -200,7 +201,6 @@ def domain_encoder(
 ) -> FeatureExtractor:
     """The cached domain encoder of a dataset version (trained on first use), trained on all
     of ``images`` except the indices in ``exclude`` (the validation's reference sample)."""
-    from synthcohort.validation.reference import indices_fingerprint
 
     spatial_dims = images.ndim - 2
     key = dataset_key or arrays_key(images, labels)

@@ -11,6 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from pytorch_fid import inception as pf
 
 from synthcohort.core.device import select_device
 from synthcohort.core.settings import get_settings
@@ -56,7 +57,6 @@ class _InceptionModule(torch.nn.Module):
 
 def load_inception(path: Path) -> FeatureExtractor:
     """Build pytorch-fid's InceptionV3 from the local file at ``path``."""
-    from pytorch_fid import inception as pf
 
     loaded: dict[str, torch.Tensor] = {}
 

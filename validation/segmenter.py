@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
 
 from synthcohort.core.device import select_device
+from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.seeding import derive_seed, torch_generator
 from synthcohort.core.settings import get_settings
 
 
 def build_segmenter(spatial_dims: int, in_channels: int) -> torch.nn.Module:
-    from monai.networks.nets import UNet
-
     return UNet(
         spatial_dims=spatial_dims, in_channels=in_channels, out_channels=2,
         channels=(8, 16, 32), strides=(2, 2), num_res_units=1,
@@ -28,7 +29,6 @@ def train_segmenter(
     images: np.ndarray, masks: np.ndarray, *, seed: int, epochs: int = 40, batch_size: int = 8, lr: float = 3e-3
 ) -> torch.nn.Module:
     """Train on (N, C, *spatial) images in [0, 1] and (N, 1, *spatial) binary masks with Dice + CE."""
-    from monai.losses import DiceCELoss
 
     spatial_dims = images.ndim - 2
     _check_divisible(images.shape[2:])
@@ -68,8 +68,6 @@ def segment(net: torch.nn.Module, images: np.ndarray, batch_size: int = 8) -> np
 
 
 def _check_divisible(spatial: tuple[int, ...]) -> None:
-    from synthcohort.core.errors import InvalidInputError
-
     if any(s % 4 for s in spatial):
         raise InvalidInputError(
             f"image size {tuple(spatial)} must be divisible by 4 for the Dice segmenter (two stride-2 levels)",

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from imblearn.over_sampling import SMOTE
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from synthcohort.core.device import select_device
@@ -38,8 +40,6 @@ class ArmResult:
 
 
 def _metrics(prob: np.ndarray, y: np.ndarray, minority: int) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
-
     pred = prob.argmax(1)
     classes = np.unique(y)
     recalls = [float((pred[y == c] == c).mean()) for c in classes]
@@ -80,7 +80,6 @@ def build_arm(
     elif arm == "synthetic":
         extra = synthetic[rng.choice(len(synthetic), n_add, replace=n_add > len(synthetic))].astype(np.float32)
     elif arm == "smote":
-        from imblearn.over_sampling import SMOTE
 
         counts = {int(c): int((y == c).sum()) for c in np.unique(y)}
         k = int(min(5, len(min_idx) - 1))

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 PASSED, FAILED, NEEDS_REVIEW = "passed", "failed", "needs_review"
 
 
@@ -93,8 +95,6 @@ def _clean(o: Any) -> Any:
 
 
 def _default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

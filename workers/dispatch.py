@@ -11,6 +11,7 @@ from synthcohort.core.settings import get_settings
 from synthcohort.store.db import Job, JobStatus, session_factory
 from synthcohort.workers.celery_app import ensure_configured, is_embedded_broker
 from synthcohort.workers.lease import STALE_S, heartbeat_age_s
+from synthcohort.workers.tasks import STAGE_TASKS, job_plan
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,6 @@ def enqueue_job(job_id: str) -> str:
 
     Stages already done are skipped by the tasks themselves, so sending a job again (after a
     crash) is safe."""
-    from synthcohort.workers.tasks import STAGE_TASKS, job_plan
 
     ensure_configured()
     factory = session_factory()

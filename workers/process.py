@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+import uvicorn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,10 +77,6 @@ class ApiThread:
     is the production entry point."""
 
     def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0):
-        import socket
-
-        import uvicorn
-
         if port == 0:
             with socket.socket() as s:
                 s.bind((host, 0))

@@ -49,6 +49,7 @@ from synthcohort.store.db import (
     session_factory,
     utcnow,
 )
+from synthcohort.store.ingest import import_path
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.policy import sample_state, validation_config
 from synthcohort.workers.celery_app import app
@@ -220,8 +221,6 @@ def _import_kwargs(request: dict[str, Any], import_path: Callable) -> tuple[Path
 
 
 def do_import(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from synthcohort.store.ingest import import_path
-
     if job.target_id:
         with factory() as s:
             if s.get(DatasetRecord, job.target_id) is not None:
@@ -281,7 +280,7 @@ def _train_request(job: Job) -> dict[str, Any]:
 
 
 def do_train(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from synthcohort.generators.training import train_model
+    from synthcohort.generators.training import train_model  # the torch boundary: the API imports this module
 
     t = _train_request(job)
     model_id = t["model_id"]
@@ -337,7 +336,7 @@ def train_model_task(self: Task, job_id: str) -> str:
 
 # -- sample -------------------------------------------------------------------------------------
 def do_sample(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from synthcohort.generators.training import sample_model
+    from synthcohort.generators.training import sample_model  # the torch boundary: the API imports this module
 
     model_id = cohort_model_id(job)
     with factory() as s:
@@ -406,7 +405,7 @@ def request_validation(factory: sessionmaker[Session], job: Job) -> ValidationCo
 
 
 def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progress) -> None:
-    from synthcohort.validation.pipeline import validate_cohort
+    from synthcohort.validation.pipeline import validate_cohort  # the torch boundary, as above
 
     with factory() as s:
         cohort = s.get(Cohort, job.target_id)

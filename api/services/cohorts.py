@@ -27,6 +27,7 @@ from synthcohort.api.services.jobs import (
 )
 from synthcohort.api.services.models import check_generator
 from synthcohort.api.services.pagination import paginate
+from synthcohort.api.thumbnails import render_thumbnail
 from synthcohort.core import layout
 from synthcohort.core.atomic import sha256_file
 from synthcohort.core.errors import InvalidInputError, NotFoundError
@@ -202,8 +203,6 @@ def get_sample(session: Session, key: ApiKey, cohort_id: str, index: int) -> Sam
 
 
 def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> bytes:
-    from synthcohort.api.thumbnails import render_thumbnail
-
     sample = get_sample(session, key, cohort_id, index)
     if not _may_see_image(key, sample):
         raise Forbidden(f"sample {index} is {sample.state.value}; only reviewers may view it", field="index")

@@ -22,9 +22,13 @@ from synthcohort.api.services.jobs import (
     submit,
 )
 from synthcohort.api.services.pagination import paginate
-from synthcohort.api.uploads import ReceivedUpload, check_upload
+from synthcohort.api.uploads import ReceivedUpload, check_upload, upload_suffix
 from synthcohort.core.errors import InvalidInputError, NotFoundError
+from synthcohort.imaging.normalisation import parse_normalisation
+from synthcohort.imaging.resizing import check_size, parse_size
+from synthcohort.store.datasets import DatasetStore
 from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
+from synthcohort.store.ingest import FORMATS, normalise_modality
 
 UPLOAD_FIELDS = ("name", "format", "modality", "size", "normalise", "classes", "class_name", "seed")
 
@@ -39,7 +43,6 @@ def record_from_meta(meta: Any, owner_id: int | None = None) -> DatasetRecord:
 
 def sync_from_store(session: Session) -> None:
     """Add rows for store versions the table lacks (imported by the CLI, or a worker racing us)."""
-    from synthcohort.store.datasets import DatasetStore
 
     known = set(session.scalars(select(DatasetRecord.id)))
     for meta in DatasetStore().list():
@@ -89,9 +92,6 @@ def get_dataset(session: Session, dataset_id: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ import jobs
 def _check_options(options: dict[str, Any]) -> None:
     """Catch bad import options now (422), not minutes later in a failed job."""
-    from synthcohort.imaging.normalisation import parse_normalisation
-    from synthcohort.imaging.resizing import check_size
-    from synthcohort.store.ingest import FORMATS, normalise_modality
 
     if options["format"] not in FORMATS:
         raise InvalidInputError(f"unknown format {options['format']!r}; one of {', '.join(FORMATS)}", field="format")
@@ -110,7 +110,6 @@ def upload_options(fields: dict[str, str], filename: str) -> dict[str, Any]:
                                 field=unknown[0])
     raw: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
     if "size" in raw:
-        from synthcohort.imaging.resizing import parse_size
 
         raw["size"] = list(parse_size(raw["size"]))
     if "classes" in raw:
@@ -127,8 +126,6 @@ def upload_options(fields: dict[str, str], filename: str) -> dict[str, Any]:
 
 
 def _stem(filename: str) -> str:
-    from synthcohort.api.uploads import upload_suffix
-
     return filename[: -len(upload_suffix(filename))] or "upload"
 
 

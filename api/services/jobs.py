@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from synthcohort.api.errors import Conflict, ServiceUnavailable
-from synthcohort.api.services.access import get_visible
+from synthcohort.api.services.access import get_visible, visible
 from synthcohort.store.db import (
     ApiKey,
     Cohort,
@@ -120,8 +120,6 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def list_query(key: ApiKey):
-    from synthcohort.api.services.access import visible
-
     return visible(select(Job), Job, key).order_by(Job.created_at.desc(), Job.id)
 
 

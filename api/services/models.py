@@ -23,12 +23,12 @@ from synthcohort.api.services.jobs import (
 from synthcohort.api.services.pagination import paginate
 from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.generators.registry import get_generator
 from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
 
 
 def check_generator(name: str) -> None:
     """422 naming ``generator`` unless a family of that name is registered."""
-    from synthcohort.generators.registry import get_generator
 
     get_generator(name)
 
@@ -45,9 +45,8 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     check_generator(body.generator)
     if body.mask and not (dataset.meta or {}).get("has_masks"):
         raise InvalidInputError(f"dataset {dataset.id} has no masks to condition on", field="mask")
-    from synthcohort.generators.training import (
-        new_model_id,  # the one definition of a model id
-    )
+    # the one definition of a model id; imported here because the API process never loads torch
+    from synthcohort.generators.training import new_model_id
 
     model_id, job_id = new_model_id(), new_id("job")
     job = Job(id=job_id, kind=JobKind.train, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers import UNet2DModel
+from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 
@@ -44,7 +46,6 @@ class DenoiserUNet(nn.Module):
         self.factor = 2 ** (len(channels) - 1)
         self.padded_size = tuple(-(-s // self.factor) * self.factor for s in self.image_size)
         if spatial_dims == 2:
-            from diffusers import UNet2DModel
 
             self.net = UNet2DModel(
                 sample_size=self.padded_size, in_channels=in_channels, out_channels=out_channels,
@@ -55,7 +56,6 @@ class DenoiserUNet(nn.Module):
                 num_class_embeds=num_class_embeds,
             )
         elif spatial_dims == 3:
-            from monai.networks.nets import DiffusionModelUNet
 
             self.net = DiffusionModelUNet(
                 spatial_dims=3, in_channels=in_channels, out_channels=out_channels,

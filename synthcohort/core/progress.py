@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tqdm import tqdm
+
 
 @dataclass
 class Progress:
@@ -52,8 +54,6 @@ class TqdmProgress:
         self._bar = None
 
     def __call__(self, p: Progress) -> None:
-        from tqdm import tqdm
-
         if self._bar is None:
             self._bar = tqdm(total=p.total, desc=self.desc or p.stage, unit="step", dynamic_ncols=True)
         self._bar.n = p.step

@@ -1,11 +1,18 @@
-"""Seeds. Every stochastic step takes an explicit seed; these build the RNGs from it."""
+"""Seeds. Every stochastic step takes an explicit seed; these build the RNGs from it.
+
+torch is imported only inside ``torch_generator``: the plumbing floor is imported by the API and
+the CLI, which never load torch (the torch boundary, ARCHITECTURE.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(seed: int, *names: str | int) -> int:
@@ -15,6 +22,8 @@ def derive_seed(seed: int, *names: str | int) -> int:
 
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    import torch
+
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
