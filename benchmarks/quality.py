@@ -56,9 +56,10 @@ from synthcohort.generators.presets import SMALL_DATA
 from synthcohort.generators.registry import available, get_generator
 from synthcohort.generators.rejection import RejectionStats, rejection_sample
 from synthcohort.imaging.readers import read_medmnist
+from synthcohort.imaging.sample_files import encode_png
 from synthcohort.validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig
 from synthcohort.validation.pipeline import RealSplit, validate_arrays
-from synthcohort.validation.report import grid, png_bytes
+from synthcohort.validation.report import grid
 from synthcohort.validation.utility import ARMS, utility_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
                 "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s,
                 "config": model.config.model_dump(mode="json"), "rejection": drs.as_dict() if drs else None,
                 **evaluate_cohort(real, syn, args)}
-            atomic_write_bytes(out_dir / f"{name}-{row.replace(' ', '-')}-samples.png", png_bytes(grid(syn[:64]), scale=2))
+            atomic_write_bytes(out_dir / f"{name}-{row.replace(' ', '-')}-samples.png", encode_png(grid(syn[:64]), scale=2))
             if drs:
                 print(f"  {row}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
                       f"{drs.accepted} of {drs.candidates} draws ({drs.acceptance_rate:.0%})")

@@ -11,6 +11,7 @@ at the top: a lazy import is still a dependency.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -104,6 +105,12 @@ def test_no_test_or_benchmark_edits_sys_path():
     offenders = [str(p.relative_to(REPO)) for folder in ("tests", "benchmarks") for p in (REPO / folder).rglob("*.py")
                  if p != Path(__file__) and "sys.path" in p.read_text()]
     assert not offenders
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__"))
+def test_every_benchmark_imports(script):
+    """Benchmarks are not run by the suite; at least the names they import must exist."""
+    importlib.import_module(f"benchmarks.{script}")
 
 
 def test_every_package_folder_is_listed_for_setuptools():
