@@ -24,8 +24,9 @@ def requester_may(name: str) -> RequesterMay:
     return extra["requester"]  # type: ignore[return-value]
 
 
-def loosening(raw: dict[str, Any], cfg: ValidationConfig) -> str | None:
-    """Why the overrides ``raw`` (validated as ``cfg``) need an admin, or None when they do not."""
+def loosening(raw: dict[str, Any], cfg: ValidationConfig) -> tuple[str, str] | None:
+    """(field, why) for the first override in ``raw`` (validated as ``cfg``) that needs an admin,
+    or None when none does."""
     default = ValidationConfig()
     for name in raw:
         rule = requester_may(name)
@@ -33,9 +34,9 @@ def loosening(raw: dict[str, Any], cfg: ValidationConfig) -> str | None:
         if rule == "set" or value == standard:
             continue
         if rule == "admin":
-            return f"changes how the gate measures (the service uses {standard!r})"
+            return name, f"changes how the gate measures (the service uses {standard!r})"
         if (rule == "raise" and value < standard) or (rule == "lower" and value > standard):
-            return f"{value!r} is looser than the service's {standard!r}"
+            return name, f"{value!r} is looser than the service's {standard!r}"
     return None
 
 
@@ -46,12 +47,10 @@ def validation_config(raw: dict[str, Any] | None, *, admin: bool) -> ValidationC
     if not raw:
         return None
     cfg = ValidationConfig.from_dict(raw)
-    if not admin:
-        for name in raw:
-            why = loosening({name: raw[name]}, cfg)
-            if why:
-                raise InvalidInputError(f"{why}; only an admin key may loosen a validation gate",
-                                        field=f"validation.{name}")
+    found = None if admin else loosening(raw, cfg)
+    if found:
+        name, why = found
+        raise InvalidInputError(f"{why}; only an admin key may loosen a validation gate", field=f"validation.{name}")
     return cfg
 
 

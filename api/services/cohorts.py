@@ -56,7 +56,8 @@ from synthcohort.validation.policy import validation_config
 
 # ------------------------------------------------------------------ create
 def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) -> tuple[Cohort, bool]:
-    req_hash = request_hash("cohort", body.model_dump(mode="json"))
+    request = body.model_dump(mode="json")  # validation: only the overrides that were set
+    req_hash = request_hash("cohort", request)
     replay = find_replay(session, key, idem, req_hash)
     if replay is not None:
         ensure_dispatched(session, replay)
@@ -74,11 +75,11 @@ def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) 
         check_generator(body.generator)
         dataset_id, class_name, generator = dataset.id, body.class_name, body.generator
     # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
-    validation_config(body.model_dump()["validation"], admin=key.role == Role.admin)
+    validation_config(request["validation"], admin=key.role == Role.admin)
     cohort_id, job_id = new_id("coh"), new_id("job")
     job = Job(id=job_id, kind=JobKind.cohort, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,
               request_hash=req_hash, target_id=cohort_id,
-              request={**body.model_dump(mode="json"), "cohort_id": cohort_id, "dataset_id": dataset_id,
+              request={**request, "cohort_id": cohort_id, "dataset_id": dataset_id,
                        "class_name": class_name, "generator": generator})
     cohort = Cohort(id=cohort_id, dataset_id=dataset_id, model_id=body.model_id, class_name=class_name,
                     generator=generator, count=body.count, seed=body.seed, format=body.format,
