@@ -111,6 +111,8 @@ class ModelOut(BaseModel):
     job_id: str | None
     created_at: datetime
     history: list[Any] | dict[str, Any] | None = None
+    code_version: dict[str, Any] | str | None = Field(
+        default=None, description="The code that trained it: version, git commit, dirty, source (one model only).")
 
 
 # ---------------------------------------------------------------- cohorts
@@ -197,6 +199,8 @@ class ReviewOut(BaseModel):
 class SampleOut(BaseModel):
     index: int
     file: str
+    sha256: str = Field(description="SHA-256 of the sample file: the same in the archive, and for a regeneration "
+                                    "from the same model and seed")
     state: str
     flags: list[Any]
     nearest_train: Any = None

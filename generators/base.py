@@ -89,6 +89,7 @@ class Generator(ABC):
         self.device = torch.device(device)
         self.seed = int(seed)
         self.step = 0
+        self.saved_step = 0  # the step of the last checkpoint written or read: where a resume starts
         self.history: list[dict[str, float]] = []  # logged metrics, for curves and the API
         torch.manual_seed(derive_seed(seed, "init"))  # network initialisation
         self.rng = torch_generator(derive_seed(seed, "train"), self.device)
@@ -255,6 +256,7 @@ class Generator(ABC):
         torch.save(self.checkpoint(), buf)
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
+        self.saved_step = self.step
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Generator:
@@ -271,7 +273,7 @@ class Generator(ABC):
         for k, m in self.state_modules().items():
             m.load_state_dict(ckpt["modules"][k])
         self.load_extra_state(ckpt.get("extra", {}))
-        self.step = int(ckpt["step"])
+        self.step = self.saved_step = int(ckpt["step"])
         self.history = list(ckpt.get("history", []))
         rng = ckpt["rng"]
         # A CPU and a CUDA generator have different state formats: a checkpoint trained on one

@@ -1,12 +1,13 @@
-"""``synthcohort train`` and ``synthcohort sample``: thin wrappers over generators.training."""
+"""``synthcohort train``, ``sample`` and ``models list/show``: thin wrappers over generators.training."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError, NotFoundError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sa.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: settings)")
     sa.set_defaults(func=_sample)
 
+    mo = subparsers.add_parser("models", help="trained models: list, show")
+    mo_sub = mo.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    mo_sub.add_parser("list", help="every model: state (training, interrupted, complete, …), step, origin"
+                      ).set_defaults(func=_models_list)
+    show = mo_sub.add_parser("show", help="one model's record (model.json) as JSON")
+    show.add_argument("model_id", help="mdl-...")
+    show.set_defaults(func=_models_show)
+
 
 def _parse_config(text: str | None) -> dict | None:
     if not text:
@@ -52,17 +61,53 @@ def _parse_config(text: str | None) -> dict | None:
 
 def _train(args: argparse.Namespace) -> int:
     from synthcohort.core.progress import TqdmProgress
-    from synthcohort.generators.training import train_model
+    from synthcohort.core.signals import signal_name, signals_raise
+    from synthcohort.generators.training import new_model_id, read_record, train_model
 
+    model_id = args.model_id or new_model_id()  # known before training, so an interruption can name it
     bar = TqdmProgress(f"train {args.generator}")
     try:
-        record = train_model(args.dataset, args.class_name, args.generator, steps=args.steps, seed=args.seed,
-                             mask=args.mask, config=_parse_config(args.config), model_id=args.model_id,
-                             device=args.device, progress=bar, checkpoint_every=args.checkpoint_every,
-                             preset=args.preset)
+        with signals_raise():
+            record = train_model(args.dataset, args.class_name, args.generator, steps=args.steps, seed=args.seed,
+                                 mask=args.mask, config=_parse_config(args.config), model_id=model_id,
+                                 device=args.device, progress=bar, checkpoint_every=args.checkpoint_every,
+                                 preset=args.preset)
+    except SystemExit as exc:
+        bar.close()
+        why = signal_name(exc.code) or exc.code
+        try:
+            rec = read_record(model_id)
+        except NotFoundError:
+            print(f"synthcohort: interrupted by {why} before training started", file=sys.stderr)
+            raise
+        print(f"synthcohort: {model_id} interrupted by {why} at checkpoint step {rec.step} of {rec.steps}; "
+              f"resume with the same command and --model-id {model_id}", file=sys.stderr)
+        raise
     finally:
         bar.close()
     print(record.model_id)
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from synthcohort.generators.training import list_models
+
+    records = list_models()
+    if not records:
+        print("no models")
+        return 0
+    print(f"{'model':<17} {'state':<12} {'step':>13}  {'generator':<10} {'dataset':<16} {'class':<16} created")
+    for r in records:
+        print(f"{r.model_id:<17} {r.state:<12} {f'{r.step}/{r.steps}':>13}  {r.generator:<10} {r.dataset_id:<16} "
+              f"{r.class_name:<16} {r.created_at}")
+    return 0
+
+
+def _models_show(args: argparse.Namespace) -> int:
+    from synthcohort.generators.training import read_record
+
+    rec = read_record(args.model_id)
+    print(json.dumps({**rec.model_dump(), "state": rec.state}, indent=2))
     return 0
 
 

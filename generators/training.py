@@ -7,11 +7,18 @@ sample, see :meth:`generators.base.Generator.checkpoint`) and ``model.json`` (a
 the minority class borrows structure from the others; the record names the target class.
 If ``checkpoint.pt`` already exists, training resumes from it: that is how a job redelivered
 after its worker died continues where the last checkpoint left it.
+
+A training run that is stopped by a signal or an error leaves its record at ``interrupted``,
+with the step of the checkpoint it can resume from; one whose process vanished without a word
+(SIGKILL, a power cut) is still ``training`` on disk, and :attr:`ModelRecord.state` reads it as
+``interrupted`` once that process is gone.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
@@ -29,7 +36,8 @@ from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.core.settings import get_settings
-from synthcohort.core.version import __version__
+from synthcohort.core.signals import signal_name
+from synthcohort.core.version import code_version
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.presets import resolve_preset
 from synthcohort.generators.registry import get_generator
@@ -52,8 +60,8 @@ class ModelRecord(BaseModel):
     classes: list[str]
     generator: str
     steps: int  # requested
-    step: int  # reached (less than ``steps`` when stopped)
-    status: Literal["training", "stopped", "complete"]
+    step: int  # reached (less than ``steps`` when stopped); when interrupted, that of the checkpoint
+    status: Literal["training", "stopped", "interrupted", "complete"]
     seed: int
     mask_conditioned: bool
     config: dict[str, Any]
@@ -61,10 +69,33 @@ class ModelRecord(BaseModel):
     spec: dict[str, Any]
     spacing: list[float] | None = None
     checkpoint_sha256: str | None = None
-    code_version: str
+    code_version: dict[str, Any] | str  # core.version.code_version() (a bare version string in old records)
     created_at: str
     updated_at: str
     history: dict[str, Any] = {}  # summary: logged points, first and last metrics
+    interrupted_by: str | None = None  # the exception or signal that stopped an interrupted run
+    process: dict[str, Any] | None = None  # host and pid of the process training it, while ``training``
+
+    @property
+    def state(self) -> str:
+        """``status``, except that a ``training`` record whose process is gone (same host, pid not
+        running) is ``interrupted``: it can be resumed with the same model id."""
+        if self.status == "training" and self.process and self.process.get("host") == socket.gethostname():
+            if not _pid_alive(int(self.process.get("pid") or 0)):
+                return "interrupted"
+        return self.status
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def new_model_id() -> str:
@@ -158,24 +189,37 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
                 raise InvalidInputError(f"{model_id} already exists for another job", field="model_id")
         model = family(spec, cfg, device=dev, seed=seed)
 
-    def record(status: str, sha: str | None) -> ModelRecord:
+    def record(status: str, sha: str | None, step: int | None = None, **extra: Any) -> ModelRecord:
         return ModelRecord(
             model_id=model_id, dataset_id=dataset_id, class_name=class_name, class_index=class_index,
-            classes=list(meta.classes), generator=family.name, steps=int(steps), step=model.step,
+            classes=list(meta.classes), generator=family.name, steps=int(steps),
+            step=model.step if step is None else step,
             status=status, seed=int(seed), mask_conditioned=bool(mask), config=model.config.model_dump(),
             preset=preset_name,
             spec=asdict(spec), spacing=list(meta.spacing) if meta.spacing else None,
-            checkpoint_sha256=sha, code_version=__version__, created_at=created_at, updated_at=_now(),
-            history=_history_summary(model.history),
+            checkpoint_sha256=sha, code_version=code_version(), created_at=created_at, updated_at=_now(),
+            history=_history_summary(model.history), **extra,
         )
 
-    _write_record(record("training", sha256_file(ckpt) if ckpt.is_file() else None))
+    _write_record(record("training", sha256_file(ckpt) if ckpt.is_file() else None,
+                         process={"host": socket.gethostname(), "pid": os.getpid()}))
     data = TrainingData(train.images, train.labels, train.masks if mask else None,
                         class_names=tuple(meta.classes), dataset_id=dataset_id)
-    model.fit(data, int(steps), progress=progress, checkpoint_path=ckpt, should_stop=should_stop)
+    try:
+        model.fit(data, int(steps), progress=progress, checkpoint_path=ckpt, should_stop=should_stop)
+    except BaseException as exc:  # a signal (SystemExit, KeyboardInterrupt) or an error: say so, resumable
+        saved = ckpt.is_file()
+        _write_record(record("interrupted", sha256_file(ckpt) if saved else None,
+                             step=model.saved_step if saved else 0, interrupted_by=_what_stopped(exc)))
+        raise
     final = record("complete" if model.step >= int(steps) else "stopped", sha256_file(ckpt))
     _write_record(final)
     return final
+
+
+def _what_stopped(exc: BaseException) -> str:
+    name = signal_name(exc.code) if isinstance(exc, SystemExit) else None
+    return name or type(exc).__name__ + (f": {exc}" if str(exc) else "")
 
 
 def _check_resume(model: Generator, previous: ModelRecord | None, family: type[Generator],

@@ -40,7 +40,7 @@ import nibabel as nib
 import numpy as np
 
 from synthcohort.core.errors import InvalidInputError, NotFoundError
-from synthcohort.core.version import __version__
+from synthcohort.core.version import code_version
 from synthcohort.imaging.dicom_writer import encode_dicom_series
 from synthcohort.imaging.sample_files import is_volume_file, png_bytes, read_sample_file
 from synthcohort.store.datasets import DatasetStore
@@ -163,7 +163,7 @@ def _stream(
         datalist.write("\n  ]\n}\n")
         yield from emit("manifest.csv", manifest.pieces(), manifest.size, compress=True)
         yield from emit("datalist.json", datalist.pieces(), datalist.size, compress=True)
-        record = {"code_version": __version__, **provenance}
+        record = {"code_version": code_version(), **provenance}
         data = (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
         yield from emit("provenance.json", _pieces(data), len(data), compress=True)
         member = writer.open("SHA256SUMS", sums.size, True)  # not listed in itself

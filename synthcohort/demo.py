@@ -23,6 +23,7 @@ from synthcohort.core import layout
 from synthcohort.core.errors import SynthcohortError
 from synthcohort.core.progress import Progress
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.verdict import metric_lines
 
 DEMO_CLASS = "lesion"
 # Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
@@ -155,6 +156,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"verdict   {cohort['verdict']}")
         for reason in cohort.get("reasons") or []:
             print(f"          - {reason}")
+        for line in metric_lines(cohort.get("metrics") or {}):
+            print(f"          {line}")
         print(f"samples   {cohort['released']} released, {cohort['held']} held for review, "
               f"{cohort['rejected']} rejected (of {cohort['count']})")
         print(f"report    {report}")

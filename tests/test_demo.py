@@ -3,6 +3,7 @@ its smallest settings."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -39,6 +40,12 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
     report = Path(re.search(r"^report\s+(\S+)", out, re.M).group(1))
     assert report == synthcohort_home.resolve() / "cohorts" / cohort_id / "report" / "report.html"
     assert report.is_file() and "<html" in report.read_text()[:2000].lower()
+    data = json.loads((report.parent / "report.json").read_text())
+    assert data["metrics"]["fid_inception"]["value"] > 0 and "Inception FID" in out  # no step of the user's
+    # a gate below its threshold whose CI still reaches it sends the cohort to a reviewer, and says so
+    undecided = [n for n, m in data["metrics"].items() if m["passed"] is False and m["decisive"] is False]
+    if undecided:
+        assert verdict == "needs_review" and "not decisive" in out and "not decisive" in report.read_text()
     if released:
         folder = Path(re.search(r"^download\s+(\S+)", out, re.M).group(1))
         assert (folder / "SHA256SUMS").is_file() and (folder / "manifest.csv").is_file()

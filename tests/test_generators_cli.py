@@ -85,3 +85,60 @@ def test_bad_config_names_the_field(capsys, synthcohort_home):
     assert code == 2 and "config: not valid JSON" in err
     code, _, err = _run(capsys, "train", "--dataset", ds.id, "--class", "tumour", "--generator", "diffusion")
     assert code == 2 and "tumour" in err
+
+
+def test_a_training_stopped_by_sigterm_is_interrupted_and_resumes(shared_data, capsys, synthcohort_home):
+    """SIGTERM (a timeout, a scheduler) mid-training: exit 143, the record says ``interrupted`` at
+    the checkpoint it can resume from, ``models list`` shows it, and the same command resumes."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from synthcohort.generators.training import new_model_id, read_record
+
+    code, out, _ = _run(capsys, "datasets", "import", str(shared_data / "medmnist" / "breastmnist.npz"),
+                        "--classes", "malignant,benign")
+    dataset_id = out.strip().splitlines()[-1]
+    model_id = new_model_id()
+    config = json.dumps({"batch_size": 8, "g_channels": 8, "d_channels": 8, "n_critic": 1, "log_every": 1})
+    argv = ["train", "--dataset", dataset_id, "--class", "malignant", "--generator", "wgan-gp", "--seed", "1",
+            "--config", config, "--device", "cpu", "--model-id", model_id, "--checkpoint-every", "3"]
+    ckpt = synthcohort_home / "models" / model_id / "checkpoint.pt"
+    env = {**os.environ, "SYNTHCOHORT_HOME": str(synthcohort_home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "synthcohort", *argv, "--steps", "100000"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ckpt.is_file(), proc.communicate(timeout=5)
+        running = read_record(model_id)
+        assert running.status == running.state == "training" and running.process["pid"] == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    rec = read_record(model_id)
+    assert rec.status == rec.state == "interrupted" and rec.interrupted_by == "SIGTERM"
+    assert rec.step > 0 and rec.step % 3 == 0 and rec.checkpoint_sha256
+    assert f"{model_id} interrupted by SIGTERM at checkpoint step {rec.step} of 100000" in err
+    assert f"--model-id {model_id}" in err
+    assert isinstance(rec.code_version, dict) and rec.code_version["synthcohort"]
+
+    code, out, _ = _run(capsys, "models", "list")
+    line = next(row for row in out.splitlines() if row.startswith(model_id))
+    assert code == 0 and "interrupted" in line and f"{rec.step}/100000" in line
+
+    # a record left at "training" by a process that is gone (SIGKILL, power cut) reads as interrupted
+    vanished = rec.model_copy(update={"status": "training",
+                                      "process": {"host": socket.gethostname(), "pid": proc.pid}})
+    assert vanished.state == "interrupted"
+
+    code, out, err = _run(capsys, *argv, "--steps", str(rec.step + 2))  # the same command resumes
+    assert code == 0, err
+    done = read_record(model_id)
+    assert done.status == "complete" and done.step == rec.step + 2 and done.created_at == rec.created_at

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import zipfile
 
 import pytest
@@ -65,7 +66,7 @@ def upload_breastmnist(stack, shared_data) -> str:
     return job["target_id"]
 
 
-def run_flow(stack, shared_data) -> None:
+def run_flow(stack, shared_data, *, provenance: bool = False) -> None:
     stack.start_worker()
     dataset_id = upload_breastmnist(stack, shared_data)
     with stack.client_for("requester") as c:
@@ -165,6 +166,46 @@ def run_flow(stack, shared_data) -> None:
     image, label = ds[0]
     assert tuple(image.shape) == (1, 28, 28) and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert label == 0  # malignant is class 0 of BreastMNIST
+    if provenance:
+        walk_back_and_regenerate(stack, r.content, pick)
+
+
+def walk_back_and_regenerate(stack, archive: bytes, pick: int) -> None:
+    """Issue 21: from one downloaded sample, through the API alone, to everything that made it
+    (model, checkpoint hash, dataset version, seed, validation report, reviewer decision), then
+    the same sample again, bit for bit, from the same model and seed."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        row = next(r for r in csv.DictReader(io.StringIO(z.read("manifest.csv").decode())) if int(r["index"]) == pick)
+        sample_bytes = z.read(row["file"])
+        prov = json.loads(z.read("provenance.json"))
+    assert prov["model_id"] == row["model_id"] and prov["code_version"]["synthcohort"]
+    review = next(v for v in prov["reviews"] if v["index"] == pick)
+    assert (review["decision"], review["reason"]) == ("approve", "looks like tissue")
+    with stack.client_for("admin") as c:  # the cohort's owner
+        cohort = c.get(f"/v1/cohorts/{prov['cohort_id']}").json()
+        model = c.get(f"/v1/models/{row['model_id']}").json()
+        dataset = c.get(f"/v1/datasets/{model['dataset_id']}")
+        report = c.get(f"/v1/cohorts/{prov['cohort_id']}/report")
+        sample = c.get(f"/v1/cohorts/{prov['cohort_id']}/samples/{pick}").json()
+    assert cohort["model_id"] == model["id"] and cohort["seed"] == prov["seed"] == 7
+    assert model["checkpoint_sha256"] == row["checkpoint_sha256"] == prov["model"]["checkpoint_sha256"]
+    assert model["dataset_id"] == prov["dataset_id"] and dataset.status_code == 200
+    assert model["seed"] == prov["model"]["seed"] and model["code_version"]["synthcohort"]
+    assert hashlib.sha256(report.content).hexdigest() == prov["report_sha256"]  # the very report that judged it
+    judged = report.json()
+    assert judged["provenance"]["model_id"] == model["id"] and judged["samples"][pick]["index"] == pick
+    assert judged["provenance"]["code_version"]["git_commit"] or judged["provenance"]["code_version"]["synthcohort"]
+    assert sample["sha256"] == hashlib.sha256(sample_bytes).hexdigest()
+    assert [(v["decision"], v["reviewer_name"]) for v in sample["reviews"]] == [("approve", review["reviewer_name"])]
+
+    body = {"model_id": model["id"], "count": cohort["count"], "seed": cohort["seed"], "validation": FAST_VALIDATION}
+    with stack.client_for("admin") as admin:
+        again = admin.post("/v1/cohorts", json=body, headers=idem("regenerate"))
+        assert again.status_code == 202, again.text
+        job = stack.wait_job(again.json()["job_id"], timeout=300)
+        assert job["status"] == "succeeded", f"{job}\n{stack.worker_logs()}"
+        twin = admin.get(f"/v1/cohorts/{again.json()['id']}/samples/{pick}").json()
+    assert twin["sha256"] == sample["sha256"]  # same model, same seed: the same bytes
 
 
 @pytest.mark.redis
@@ -174,4 +215,4 @@ def test_flow_on_redis_and_postgres(service, shared_data):
 
 
 def test_flow_on_embedded_broker_and_sqlite(service, shared_data):
-    run_flow(service(broker="embedded", database="sqlite"), shared_data)
+    run_flow(service(broker="embedded", database="sqlite"), shared_data, provenance=True)

@@ -39,6 +39,12 @@ def test_cli_validates_a_sample_dir_and_exits_by_verdict(breast, tmp_path, capsy
     data = json.loads((out / "report.json").read_text())
     assert code == (1 if data["verdict"] == "failed" else 0)
     assert f"verdict: {data['verdict']}" in printed and str(out / "report.html") in printed
+    s_fid = data["metrics"]["s_fid"]
+    assert f"s_fid {s_fid['value']:.3g} [{s_fid['ci'][0]:.3g}, {s_fid['ci'][1]:.3g}] (threshold 0.9" in printed
+    # the standard FID is in every 2D report, with no step of the user's
+    fid = data["metrics"]["fid_inception"]["value"]
+    assert fid > 0 and f"Inception FID {fid:.4g}, relative" in printed
+    assert not any("not computed" in w for w in data["warnings"])
     assert data["provenance"]["dataset_id"] == version.id and data["provenance"]["model_ids"] == ["mdl-test"]
     assert [s["file"] for s in data["samples"]][:2] == ["images/000000.png", "images/000001.png"]
     # the two training images planted at the end come back as near-copies of themselves

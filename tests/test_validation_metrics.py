@@ -10,6 +10,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.store.db import SampleState
 from synthcohort.validation.collapse import bins_test, normalised_entropy, prdc
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.copies import authenticity_mask, screen_copies
@@ -29,9 +30,11 @@ from synthcohort.validation.neighbours import (
     knn_radii,
     max_correlation,
 )
+from synthcohort.validation.policy import sample_state
 from synthcohort.validation.verdict import (
     FAILED,
     NEEDS_REVIEW,
+    NOT_DECISIVE,
     PASSED,
     decide,
     gate,
@@ -270,10 +273,39 @@ def test_dice_scores():
 
 def test_verdict_rules():
     ok = {"s_fid": gate(0.95, 0.9), "kid": info(0.01)}
-    assert decide(ok, [{"index": 0, "flags": []}])[0] == PASSED
-    assert decide(ok, [{"index": 0, "flags": [{"kind": "near_copy", "reason": "r", "score": 1.0}]}])[0] == NEEDS_REVIEW
-    verdict, reasons = decide({**ok, "entropy_ratio": gate(0.5, 0.9)}, [{"index": 0, "flags": []}])
-    assert verdict == FAILED and "entropy_ratio" in reasons[0]
+    assert decide(ok, [{"index": 0, "flags": []}]).verdict == PASSED
+    assert decide(ok, [{"index": 0, "flags": [{"kind": "near_copy", "reason": "r", "score": 1.0}]}]).verdict == NEEDS_REVIEW
+    d = decide({**ok, "entropy_ratio": gate(0.5, 0.9)}, [{"index": 0, "flags": []}])
+    assert d.verdict == FAILED and "entropy_ratio" in d.reasons[0] and not d.undecided
+
+
+def test_a_gate_whose_ci_contains_the_threshold_is_not_decisive():
+    """The demo's case: S_FID 0.81, CI [0.57, 1.05] at N = 20 goes to a reviewer, not to failed."""
+    demo = gate(0.81, 0.90, ci=(0.57, 1.05), n=20)
+    assert demo.decisive is False and demo.outcome("point") == "undecided" and demo.outcome("lower_bound") == "fail"
+    # half-width 0.24 at a gap of 0.09: N ≈ 20 · (0.24 / 0.09)² ≈ 143
+    assert demo.n_to_decide == 143
+    assert demo.to_json()["decisive"] is False and demo.to_json()["n_to_decide"] == 143
+    samples = [{"index": i, "flags": []} for i in range(3)]
+    d = decide({"s_fid": demo, "coverage_ratio": gate(1.0, 0.9)}, samples)
+    assert d.verdict == NEEDS_REVIEW and list(d.undecided) == ["s_fid"]
+    assert "not decisive at N = 20" in d.reasons[0] and "N ≈ 143" in d.reasons[0]
+    d.hold_every_sample(samples)
+    assert all(s["flags"][0]["kind"] == NOT_DECISIVE and s["flags"][0]["gate"] == "s_fid" for s in samples)
+    assert all(sample_state(d.verdict, s["flags"]) is SampleState.held for s in samples)
+
+    strict = decide({"s_fid": demo}, [{"index": 0, "flags": []}], "lower_bound")
+    assert strict.verdict == FAILED and "lower_bound" not in strict.reasons[0]  # below at its value too
+    passing_wide = gate(0.95, 0.90, ci=(0.80, 1.10), n=20)
+    assert passing_wide.outcome("point") == "pass" and passing_wide.outcome("lower_bound") == "fail"
+    d = decide({"s_fid": passing_wide}, [{"index": 0, "flags": []}])
+    assert d.verdict == PASSED and any("not decisive at N = 20" in r for r in d.reasons)
+    d = decide({"s_fid": passing_wide}, [{"index": 0, "flags": []}], "lower_bound")
+    assert d.verdict == FAILED and "lower end" in d.reasons[0] and "0.8" in d.reasons[0]
+    decisive_fail = gate(0.5, 0.9, ci=(0.4, 0.6), n=100)
+    assert decisive_fail.decisive and decide({"s_fid": decisive_fail}, []).verdict == FAILED
+    assert gate(0.5, 0.9).decisive is None and gate(0.5, 0.9).outcome("lower_bound") == "fail"  # no CI: the value
+    assert info(0.3, ci=(0.0, 1.0)).outcome() is None and info(0.3).decisive is None
 
 
 def test_config_errors_name_the_file_and_field(tmp_path):

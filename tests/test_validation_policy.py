@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.settings import get_settings
 from synthcohort.store.db import SampleState
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.policy import loosening, requester_may, sample_state, validation_config
@@ -17,6 +20,10 @@ def _looser(name: str):
     rule, value = requester_may(name), getattr(DEFAULT, name)
     if isinstance(value, bool):
         return False if rule == "raise" else (not value if rule == "admin" else True)
+    if isinstance(value, str):  # a choice, listed loose → strict: one step looser, if there is one
+        choices = get_args(ValidationConfig.model_fields[name].annotation)
+        i = choices.index(value)
+        return choices[max(i - 1, 0)] if rule == "raise" else choices[min(i + 1, len(choices) - 1)]
     if rule == "raise":  # stricter when higher: go lower
         candidate = value / 2 if isinstance(value, float) else value - 1
     elif rule == "lower":  # stricter when lower: go higher, inside the field's bounds
@@ -54,6 +61,21 @@ def test_stricter_gates_and_budgets_are_anyones_choice():
     assert (cfg.similarity_threshold, cfg.copy_quantile, cfg.outlier_quantile, cfg.bootstrap) == (0.95, 0.2, 0.9, 50)
     assert validation_config(None, admin=False) is None and validation_config({}, admin=False) is None
     assert loosening({"seed": 3}, ValidationConfig(seed=3)) is not None  # choosing the split is fishing
+
+
+def test_the_decision_rule_may_only_be_made_stricter(monkeypatch):
+    """``decision`` is a choice listed loose → strict: point → lower_bound is anyone's, the way back
+    an admin's; a strict deployment's default binds requesters."""
+    assert loosening({"decision": "lower_bound"}, ValidationConfig(decision="lower_bound")) is None
+    monkeypatch.setenv("SYNTHCOHORT_VALIDATION_DECISION", "lower_bound")
+    get_settings.cache_clear()
+    assert ValidationConfig().decision == "lower_bound"
+    assert loosening({"decision": "point"}, ValidationConfig(decision="point")) == (
+        "decision", "'point' is looser than the service's 'lower_bound'")
+    with pytest.raises(InvalidInputError, match="only an admin") as exc:
+        validation_config({"decision": "point"}, admin=False)
+    assert exc.value.field == "validation.decision"
+    assert validation_config({"decision": "point"}, admin=True).decision == "point"
 
 
 def test_an_undeclared_field_is_an_error():

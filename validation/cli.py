@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from synthcohort.core.progress import TqdmProgress
     from synthcohort.validation.config import ValidationConfig
     from synthcohort.validation.pipeline import validate_cohort
-    from synthcohort.validation.verdict import FAILED
+    from synthcohort.validation.verdict import FAILED, metric_lines
 
     config = ValidationConfig.from_json_file(args.config) if args.config else ValidationConfig()
     out = args.out or args.samples.resolve().parent / "report"
@@ -34,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"verdict: {report.verdict}")
     for r in report.reasons:
         print(f"  - {r}")
+    for line in metric_lines(report.to_json()["metrics"]):
+        print(f"  {line}")
     print(f"report: {Path(out) / 'report.html'}")
     return 1 if report.verdict == FAILED else 0

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.settings import get_settings
+from synthcohort.validation.verdict import DecisionRule
 
 MIN_SAMPLES = 6  # the smallest set the stage can judge: k = 5 neighbours need six points
 # Epochs of the utility classifier. Measured on BreastMNIST (546 train images, 2 seeds): 6 epochs
@@ -35,8 +37,17 @@ RequesterMay = Literal["set", "raise", "lower", "admin"]
 
 def setting(default: Any, requester: RequesterMay, **field: Any) -> Any:
     """A ``ValidationConfig`` field that declares who may change it. Every field must use this:
-    ``tests/test_validation_policy.py`` fails on one that does not."""
+    ``tests/test_validation_policy.py`` fails on one that does not. A callable ``default`` is a
+    factory (a deployment-wide default read from the settings)."""
+    if callable(default):
+        return Field(default_factory=default, json_schema_extra={"requester": requester}, **field)
     return Field(default, json_schema_extra={"requester": requester}, **field)
+
+
+def deployment_decision() -> DecisionRule:
+    """``SYNTHCOHORT_VALIDATION_DECISION``: a strict deployment makes ``lower_bound`` everyone's
+    default, and a requester then cannot go back to ``point`` (it is looser)."""
+    return get_settings().validation_decision
 
 
 class ValidationConfig(BaseModel):
@@ -50,6 +61,12 @@ class ValidationConfig(BaseModel):
     coverage_ratio_threshold: float = setting(
         0.90, "raise", ge=0, description="coverage(syn) ≥ this × coverage(real vs real) (0: off).")
     entropy_ratio_threshold: float = setting(0.90, "raise", ge=0, description="H_syn / H_real pass mark (0: off).")
+    decision: DecisionRule = setting(
+        deployment_decision, "raise",
+        description="Decision rule (default: the deployment's SYNTHCOHORT_VALIDATION_DECISION, else point). "
+                    "point: a gate passes at its value, and one that falls short while its 95 % CI still reaches the "
+                    "threshold sends the cohort to a reviewer (not decisive); lower_bound: a gate passes only when its "
+                    "CI's lower end reaches the threshold, and fails otherwise.")
     require_utility_gain: bool = setting(
         False, "raise", description="Fail when synthesis does not beat no augmentation on minority recall.")
     # --- statistics ----------------------------------------------------------------------------

@@ -148,10 +148,12 @@ def validate_arrays(
         found.update(stages.utility(inp))
         step("utility")
 
-    verdict, reasons = decide(found.metrics, samples)
+    decision = decide(found.metrics, samples, cfg.decision)
+    decision.hold_every_sample(samples)
+    found.details["decision_rule"] = cfg.decision
     prov = _provenance(provenance, cfg, inp.class_name, class_index, manifest_rows, found.extractors)
     found.details["timings_s"] = step.timings
-    report = ValidationReport(verdict, reasons, found.metrics, samples, found.extractors, prov, found.warnings,
+    report = ValidationReport(decision.verdict, decision.reasons, found.metrics, samples, found.extractors, prov, found.warnings,
                               found.details)
     if out_dir is not None:
         out_dir = Path(out_dir)

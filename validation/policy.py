@@ -9,7 +9,7 @@ forgotten.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.store.db import SampleState, Verdict
@@ -24,6 +24,15 @@ def requester_may(name: str) -> RequesterMay:
     return extra["requester"]  # type: ignore[return-value]
 
 
+def _rank(name: str, value: Any) -> Any:
+    """A value's place on its field's scale: itself for a number or a flag; for a choice
+    (``Literal``), its position among the choices, which a field lists from loose to strict."""
+    annotation = ValidationConfig.model_fields[name].annotation
+    if get_origin(annotation) is Literal:
+        return get_args(annotation).index(value)
+    return value
+
+
 def loosening(raw: dict[str, Any], cfg: ValidationConfig) -> tuple[str, str] | None:
     """(field, why) for the first override in ``raw`` (validated as ``cfg``) that needs an admin,
     or None when none does."""
@@ -35,7 +44,8 @@ def loosening(raw: dict[str, Any], cfg: ValidationConfig) -> tuple[str, str] | N
             continue
         if rule == "admin":
             return name, f"changes how the gate measures (the service uses {standard!r})"
-        if (rule == "raise" and value < standard) or (rule == "lower" and value > standard):
+        if (rule == "raise" and _rank(name, value) < _rank(name, standard)) or (
+                rule == "lower" and _rank(name, value) > _rank(name, standard)):
             return name, f"{value!r} is looser than the service's {standard!r}"
     return None
 

@@ -83,11 +83,18 @@ def render_html(
     def fmt(x: float | None) -> str:
         return "—" if x is None else f"{x:.4g}"
 
+    rule = report.details.get("decision_rule", "point")
     rows = []
     for name, m in report.metrics.items():
         j = m.to_json()
         ci = f"[{fmt(j['ci'][0])}, {fmt(j['ci'][1])}]" if j["ci"] else "—"
-        res = ('<td class="ok">pass</td>' if m.passed else '<td class="bad">fail</td>') if m.passed is not None else '<td class="muted">info</td>'
+        outcome = m.outcome(rule)
+        res = {"pass": '<td class="ok">pass</td>', "fail": '<td class="bad">fail</td>',
+               "undecided": '<td class="warn">not decisive</td>', None: '<td class="muted">info</td>'}[outcome]
+        if outcome is not None and m.decisive is not None:
+            res = res[:-5] + (" (decisive)" if m.decisive else
+                              f" <span class='muted'>(CI contains the threshold at N = {m.n}"
+                              + (f"; N ≈ {m.n_to_decide} would decide" if m.n_to_decide else "") + ")</span>") + "</td>"
         thr = f"≥ {fmt(j['threshold'])}" if j["threshold"] is not None else "—"
         if name.startswith("utility_") and name != "utility_gain_minority_recall":
             continue
@@ -104,7 +111,7 @@ def render_html(
         t_idx = int(screen.pixel_index[j] if near_copy else screen.nearest_index[j])
         sc = _scale_for(preview(synthetic[j]).shape[0])
         pair = np.concatenate([preview(synthetic[j]), np.ones_like(preview(synthetic[j]))[:, :2], preview(train_images[t_idx])], axis=1)
-        reasons = "".join(f"<li><b>{e(f['kind'])}</b> ({f['score']:.3g}): {e(f['reason'])}</li>" for f in s["flags"])
+        reasons = "".join(f"<li><b>{e(f['kind'])}</b>{_score(f)}: {e(f['reason'])}</li>" for f in s["flags"])
         cards.append(f'<div class="card">{_img_tag(encode_png(pair, sc), "flagged sample and nearest training image")}'
                      f"<br>#{s['index']} <code>{e(s['file'])}</code> | nearest training image "
                      f"<code>{e(s['nearest_train']['pixel_sample_id' if near_copy else 'sample_id'])}</code><ul>{reasons}</ul></div>")
@@ -136,6 +143,7 @@ def render_html(
                    f"{len(report.samples)} synthetic samples, created {prov.get('created_at', '')}"),
         verdict=e(report.verdict),
         reasons="".join(f"<li>{e(r)}</li>" for r in report.reasons),
+        rule=e(RULE_TEXT[rule]),
         warnings=f"<h3>Warnings</h3><ul>{warnings}</ul>" if warnings else "",
         metrics="".join(rows),
         tsne=tsne,
@@ -144,3 +152,16 @@ def render_html(
         utility=utility,
         provenance=prov_rows,
     )
+
+
+RULE_TEXT = {
+    "point": "Decision rule: point. A gate passes when its value reaches the threshold; a gate below the threshold "
+             "whose 95 % CI still reaches it is not decisive, and every sample then waits for a reviewer.",
+    "lower_bound": "Decision rule: lower_bound. A gate passes only when the lower end of its 95 % CI reaches the "
+                   "threshold; otherwise the cohort fails.",
+}
+
+
+def _score(flag: dict) -> str:
+    """" (0.123)" after a flag's kind, or nothing for a flag without a score (a gate that did not decide)."""
+    return "" if flag.get("score") is None else f" ({flag['score']:.3g})"

@@ -24,6 +24,7 @@ from synthcohort.validation.dice import dice_gate
 from synthcohort.validation.encoder import FeatureExtractor, domain_encoder
 from synthcohort.validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
 from synthcohort.validation.frechet import Whitening, fd, relative_similarity
+from synthcohort.validation.inception import PREPROCESSING as INCEPTION_PREPROCESSING
 from synthcohort.validation.inception import inception_features_available
 from synthcohort.validation.kid import kid
 from synthcohort.validation.reference import (
@@ -190,15 +191,14 @@ def similarity(inp: Inputs, f: Features) -> Findings:
     # FD in features whitened by the encoder's own training images (none of them is compared)
     white = Whitening.fit(np.delete(f.train_all, f.reference_indices, axis=0))
     sim = relative_similarity(white(f.reference), white(f.synthetic), white(f.holdout),
-                              seed=derive_seed(seed, "s_fid"), bootstrap=cfg.bootstrap,
-                              threshold=cfg.similarity_threshold)
+                              seed=derive_seed(seed, "s_fid"), bootstrap=cfg.bootstrap)
     out.details["whitening"] = {"fitted_on": "encoder training images (train split without the reference)",
                                 "n": int(len(inp.tr_x) - len(f.reference_indices)), "dim": white.dim}
     out.warnings += sim.warnings
     label = (f"FD(real reference, hold-out) / FD(synthetic, hold-out), N = {sim.n}, hold-out {sim.n_holdout}, "
              f"{f.encoder.name.split('(')[0]}, whitened")
     m = out.metrics
-    m["s_fid"] = (gate(sim.s_fid, cfg.similarity_threshold, ci=sim.ci, label=label)
+    m["s_fid"] = (gate(sim.s_fid, cfg.similarity_threshold, ci=sim.ci, label=label, n=sim.n)
                   if inp.spatial_dims == 2 or not inp.masks_used
                   else info(sim.s_fid, ci=sim.ci,
                             label=label + " (informational: the Dice gate decides for mask-conditioned 3D)"))
@@ -216,7 +216,7 @@ def similarity(inp: Inputs, f: Features) -> Findings:
 
 
 def inception_fid(inp: Inputs, f: Features) -> Findings:
-    """Standard FID (Inception-v3) beside S_FID, on the same reference images, when weights exist."""
+    """Standard FID (Inception-v3) beside S_FID, on the same reference images (informational)."""
     out = Findings()
     if not inp.cfg.use_inception:
         out.warnings.append("Inception features disabled by config (use_inception = false); standard FID not computed")
@@ -235,7 +235,10 @@ def inception_fid(inp: Inputs, f: Features) -> Findings:
     fid_syn, fid_ref = fd(g_syn, g_hold), fd(g_ref, g_hold)
     out.metrics["fid_inception"] = info(fid_syn, label=f"standard FID (Inception-v3) synthetic vs hold-out, N = {n}")
     out.metrics["fid_inception_reference"] = info(fid_ref, label="standard FID (Inception-v3) real reference vs hold-out")
-    out.metrics["s_fid_inception"] = info(fid_ref / max(fid_syn, 1e-12), label="relative FID with Inception features")
+    out.metrics["s_fid_inception"] = info(fid_ref / max(fid_syn, 1e-12),
+                                          label="relative FID with Inception features: FD(reference) / FD(synthetic)")
+    out.details["inception"] = {"n": int(n), "n_holdout": int(len(g_hold)), "preprocessing": INCEPTION_PREPROCESSING,
+                                "input_size": list(inp.syn.shape[2:]), "weights": inc.describe()}
     return out
 
 
@@ -248,7 +251,7 @@ def dice(inp: Inputs) -> Findings:
     res = dice_gate(inp.tr_x, tr_m, inp.te_x[held], te_m[held], inp.syn, np.asarray(inp.synthetic_masks),
                     seed=derive_seed(cfg.seed, "dice") % 2**31, epochs=cfg.segmenter_epochs,
                     batch_size=cfg.segmenter_batch_size, bootstrap=cfg.bootstrap)
-    out.metrics["dice_ratio"] = gate(res.ratio, cfg.dice_ratio_threshold, ci=res.ci,
+    out.metrics["dice_ratio"] = gate(res.ratio, cfg.dice_ratio_threshold, ci=res.ci, n=len(inp.syn),
                                      label="DSC_syn / DSC_real (real-trained MONAI UNet)")
     out.metrics["dsc_synthetic"] = info(res.dsc_synthetic, label="mean Dice of the segmenter on synthetic images vs "
                                                                  "their conditioning masks")

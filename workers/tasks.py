@@ -32,7 +32,6 @@ from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_dir, sha256_file
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.settings import get_settings
-from synthcohort.core.version import __version__
 from synthcohort.imaging.sample_files import read_manifest
 from synthcohort.store.db import (
     ApiKey,
@@ -421,8 +420,7 @@ def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progr
             "model_id": cohort.model_id, "generator": cohort.generator, "class_name": cohort.class_name,
             "count": cohort.count, "seed": cohort.seed,
             "checkpoint_sha256": model.checkpoint_sha256 if model else None,
-            "code_version": __version__,
-        }
+        }  # the code version is the validation pipeline's own (core.version.code_version)
         dataset_id, class_name = cohort.dataset_id, cohort.class_name
     cfg = request_validation(factory, job)
     samples_dir, report_dir = layout.cohort_samples_dir(job.target_id), layout.cohort_report_dir(job.target_id)

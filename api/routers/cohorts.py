@@ -62,6 +62,12 @@ def list_samples(cohort_id: str, key: Caller, session: DbSession, page: Page,
     return service.list_samples(session, key, cohort_id, state, page)
 
 
+@router.get("/{cohort_id}/samples/{index}", response_model=SampleOut,
+            summary="One sample: file checksum, state, flags, nearest training image, reviews")
+def get_sample(cohort_id: str, index: int, key: Caller, session: DbSession) -> dict:
+    return service.sample_detail(session, key, cohort_id, index)
+
+
 @router.get("/{cohort_id}/samples/{index}/thumbnail.png", summary="PNG preview (3D: middle slice)",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def get_thumbnail(cohort_id: str, index: int, key: Caller, session: DbSession) -> Response:

