@@ -82,6 +82,10 @@ class ValidationConfig(BaseModel):
     copy_quantile: float = setting(
         0.01, "raise", gt=0, lt=0.5,
         description="near_copy: closer to a training image than this quantile of hold-out→train distances.")
+    copy_max_shift: int = setting(
+        3, "admin", ge=0, le=8,
+        description="near_copy: pixel correlation at the best alignment within this many pixels (voxels) per axis.")
+    copy_flips: bool = setting(True, "admin", description="near_copy: also compare each image mirrored (last axis).")
     outlier_quantile: float = setting(
         1.0, "lower", gt=0.5, le=1.0,
         description="outlier: nearest real farther than this quantile of the real k-NN radii (1.0 = the largest).")

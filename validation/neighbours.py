@@ -77,19 +77,61 @@ def ball_counts(
 
 
 def max_correlation(
-    query: np.ndarray, ref: np.ndarray, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, exclude_self: bool = False
+    query: np.ndarray, ref: np.ndarray, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, exclude_self: bool = False,
+    max_shift: int = 0, flips: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Largest Pearson correlation of each query row with any ref row (pixel space), and its index.
+    """Largest Pearson correlation of each query image with any ref image (pixel space), and its index.
 
-    Rows are flattened images; a constant row has correlation 0 with everything.
+    Images are (N, C, *spatial); a constant image has correlation 0 with everything.
+
+    ``max_shift`` > 0 and ``flips`` make the comparison tolerant of the way a memorised image
+    comes back from a generator: the centre of every ref image (``max_shift`` cut from each side
+    of each spatial axis) is compared with the query's window at every offset up to
+    ``max_shift`` along each axis, and with the query mirrored along its last axis, and the best
+    alignment counts. A shifted or mirrored copy then correlates as highly as an exact one.
     """
-    def standardise(a: np.ndarray) -> torch.Tensor:
-        t = _t(a.reshape(len(a), -1))
-        t = t - t.mean(1, keepdim=True)
-        norm = t.norm(dim=1, keepdim=True)
-        return torch.where(norm > 0, t / norm.clamp_min(1e-300), torch.zeros_like(t))
+    q_img, r_img = np.asarray(query), np.asarray(ref)
+    spatial = q_img.shape[2:]
+    m = int(max_shift)
+    if m == 0 and not flips:
+        return _max_correlation_rows(q_img.reshape(len(q_img), -1), r_img.reshape(len(r_img), -1),
+                                     chunk_bytes=chunk_bytes, exclude_self=exclude_self)
+    if any(2 * m >= s for s in spatial):
+        raise ValueError(f"max_shift {m} leaves nothing of images of size {spatial}")
+    centre = (slice(None), slice(None)) + tuple(slice(m, s - m) for s in spatial)
+    r = _standardise(torch.as_tensor(np.ascontiguousarray(r_img[centre], dtype=np.float32)))
+    best = torch.full((len(q_img),), -float("inf"), dtype=torch.float32)
+    arg = torch.zeros(len(q_img), dtype=torch.int64)
+    variants = [q_img] + ([np.flip(q_img, axis=-1)] if flips else [])
+    offsets = np.stack(np.meshgrid(*[np.arange(-m, m + 1)] * len(spatial), indexing="ij"), -1).reshape(-1, len(spatial))
+    for qv in variants:
+        q_t = torch.as_tensor(np.ascontiguousarray(qv, dtype=np.float32))
+        for off in offsets:
+            window = (slice(None), slice(None)) + tuple(slice(m + o, s - m + o) for o, s in zip(off, spatial))
+            q = _standardise(q_t[window])
+            for sl in _rows(len(q), len(r), chunk_bytes):
+                c = q[sl] @ r.T
+                if exclude_self:
+                    rows = torch.arange(sl.stop - sl.start)
+                    c[rows, rows + sl.start] = -float("inf")
+                v, i = c.max(1)
+                better = v > best[sl]
+                best[sl] = torch.where(better, v, best[sl])
+                arg[sl] = torch.where(better, i, arg[sl])
+    return best.double().numpy(), arg.numpy()
 
-    q_all, r = standardise(query), standardise(ref)
+
+def _standardise(t: torch.Tensor) -> torch.Tensor:
+    """Rows (flattened images) centred and scaled to unit norm; a constant row becomes zeros."""
+    t = t.reshape(len(t), -1)
+    t = t - t.mean(1, keepdim=True)
+    norm = t.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, t / norm.clamp_min(1e-30), torch.zeros_like(t))
+
+
+def _max_correlation_rows(query: np.ndarray, ref: np.ndarray, *, chunk_bytes: int,
+                          exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    q_all, r = _standardise(_t(query)), _standardise(_t(ref))
     best = np.empty(len(q_all)), np.empty(len(q_all), dtype=np.int64)
     for sl in _rows(len(q_all), len(r), chunk_bytes):
         c = q_all[sl] @ r.T

@@ -291,10 +291,16 @@ def mode_collapse(inp: Inputs, f: Features) -> Findings:
 def copy_screening(inp: Inputs, f: Features) -> tuple[CopyScreen, Findings]:
     """Nearest training image of every sample, in features and in pixels, against hold-out calibration."""
     screen = screen_copies(f.synthetic, f.train_all, f.test_all, np.nan_to_num(inp.syn), inp.tr_x, inp.te_x,
-                           quantile=inp.cfg.copy_quantile, chunk_bytes=inp.cfg.nn_chunk_bytes)
+                           quantile=inp.cfg.copy_quantile, max_shift=copy_shift(inp),
+                           flips=inp.cfg.copy_flips, chunk_bytes=inp.cfg.nn_chunk_bytes)
     out = Findings()
     out.metrics["authenticity"] = info(screen.authenticity, label="fraction authentic (Alaa et al. 2022)")
     return screen, out
+
+
+def copy_shift(inp: Inputs) -> int:
+    """The configured alignment tolerance, at most a quarter of the smallest image side."""
+    return min(inp.cfg.copy_max_shift, min(inp.syn.shape[2:]) // 4)
 
 
 # 6. per-sample flags ----------------------------------------------------------------------------------
@@ -306,7 +312,8 @@ def sample_flags(inp: Inputs, f: Features, screen: CopyScreen, *, sample_files: 
                                     chunk_bytes=cfg.nn_chunk_bytes)
     flags = merge_flags(copy_flags(screen), o_flags, broken_flags(inp.syn, inp.tr_x, cfg.saturated_fraction))
     out.details["thresholds"] = {"near_copy_feature_distance": screen.feature_threshold,
-                                 "near_copy_pixel_correlation": screen.correlation_threshold, "outlier_radius": radius}
+                                 "near_copy_pixel_correlation": screen.correlation_threshold, "outlier_radius": radius,
+                                 "near_copy_alignment": {"max_shift": copy_shift(inp), "flips": inp.cfg.copy_flips}}
     train_ids = list(getattr(inp.real_train, "sample_ids", None) or [f"train-{i}" for i in range(len(inp.tr_x))])
     files = list(sample_files or [f"{i:06d}" for i in range(len(inp.syn))])
 
