@@ -25,6 +25,7 @@ from synthcohort.validation import stages
 from synthcohort.validation.collapse import tsne_plot
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.encoder import FeatureExtractor
+from synthcohort.validation.explanations import explain
 from synthcohort.validation.report import write_report
 from synthcohort.validation.stages import RealSplit, SplitLike
 from synthcohort.validation.verdict import ValidationReport, decide
@@ -149,6 +150,7 @@ def validate_arrays(
         step("utility")
 
     verdict, reasons = decide(found.metrics, samples)
+    found.details["explanation"] = explain(verdict, found.metrics, samples, found.details.get("utility_saturated"))
     prov = _provenance(provenance, cfg, inp.class_name, class_index, manifest_rows, found.extractors)
     found.details["timings_s"] = step.timings
     report = ValidationReport(verdict, reasons, found.metrics, samples, found.extractors, prov, found.warnings,
@@ -178,7 +180,7 @@ def _provenance(user: dict | None, cfg: ValidationConfig, class_name: str, class
         "extractors": extractors,
         "code_version": code_version(),
         "config": cfg.model_dump(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if rows:
         prov["model_ids"] = sorted({r.get("model_id", "") for r in rows} - {""})

@@ -29,6 +29,7 @@ class Metric:
             "ci": [_num(self.ci[0]), _num(self.ci[1])] if self.ci is not None else None,
             "threshold": _num(self.threshold) if self.threshold is not None else None,
             "passed": self.passed,
+            "label": self.label,
         }
 
 
