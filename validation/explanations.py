@@ -63,7 +63,7 @@ def saturated_utility(table: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _num(x: float | None) -> str:
-    return "—" if x is None or x != x else f"{x:.3g}"
+    return "—" if x is None or x != x else f"{x + 0.0:.3g}"  # + 0.0: -0.0 reads 0
 
 
 def gate_sentence(name: str, m: Metric) -> str:

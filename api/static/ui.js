@@ -33,7 +33,8 @@ function el(tag, attrs, ...children) {
   return node;
 }
 const $ = (sel, root) => (root || document).querySelector(sel);
-const fmt = (x, digits = 3) => (x === null || x === undefined || Number.isNaN(x) ? "—" : Number(x).toPrecision(digits));
+const fmt = (x, digits = 3) => (x === null || x === undefined || Number.isNaN(Number(x)) ? "—"
+  : String(Number(Number(x).toPrecision(digits)) + 0));  // + 0: -0 reads 0
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 
 function status(message, kind) {
@@ -249,9 +250,9 @@ function b64bytes(s) {
 // An ImageArray (GET …/pixels, …/nearest): uint16 little-endian intensities, mask 0/1.
 function decodeArray(a) {
   const bytes = b64bytes(a.data);
-  const view = new DataView(bytes.buffer);
+  const dv = new DataView(bytes.buffer);
   const vals = new Uint16Array(bytes.length / 2);
-  for (let i = 0; i < vals.length; i += 1) vals[i] = view.getUint16(2 * i, true);
+  for (let i = 0; i < vals.length; i += 1) vals[i] = dv.getUint16(2 * i, true);
   return { shape: a.shape, dims: a.spatial_dims, vals, mask: a.mask ? b64bytes(a.mask) : null };
 }
 
@@ -273,7 +274,8 @@ async function decodePng(blob) {
   return { shape: [channels, c.height, c.width], dims: 2, vals, mask: null };
 }
 
-const view = { window: 1.0, level: 0.5, mask: true, zoom: 128, detail: 3 };
+// window/level in [0, 1] of the stored range; zoom: grid tile edge; detail: edge of a detail view (px).
+const view = { window: 1.0, level: 0.5, mask: true, zoom: 112, detail: 192 };
 const redrawers = new Set();
 function redrawAll() { for (const f of redrawers) f(); }
 
@@ -319,7 +321,13 @@ function draw(canvas, img, p) {
 function viewer(img, title) {
   const box = el("div", { class: "viewer" });
   const canvases = [];
-  const size = (p, c) => { c.style.width = `${p.w * view.detail}px`; c.style.height = `${p.h * view.detail}px`; };
+  // one whole-number enlargement for every plane of the image, so pixels stay square and crisp
+  const edge = Math.max(...img.shape.slice(1));
+  const size = (p, c) => {
+    const k = Math.max(1, Math.floor(view.detail / edge));
+    c.style.width = `${p.w * k}px`;
+    c.style.height = `${p.h * k}px`;
+  };
   if (img.dims === 2) {
     const c = el("canvas", { class: "pix", "aria-label": title });
     const redraw = () => { const p = plane(img); draw(c, img, p); size(p, c); };
@@ -398,6 +406,7 @@ async function cohortPage(id) {
   S.modality = dataset ? dataset.modality : "";
   S.samples = await api.all(`/cohorts/${encodeURIComponent(id)}/samples`);
   S.flagged = S.samples.filter((s) => s.flags.length);
+  S.grid = S.failed ? S.samples : S.flagged;  // a failed cohort shows every sample it withholds
   main.append(verdictSection(), reviewSection(), releaseSection(), auditSection(), metricsSection(),
     picturesSection(), utilitySection());
   renderGrid();
@@ -456,7 +465,7 @@ function renderNextSteps() {
 function reviewSection() {
   const zoom = el("input", { id: "zoom", type: "range", min: 48, max: 384, step: 16, value: view.zoom, "aria-label": "grid zoom" });
   zoom.addEventListener("input", () => { view.zoom = Number(zoom.value); $("#grid").style.setProperty("--tile", `${view.zoom}px`); });
-  const detailZoom = el("input", { id: "detail-zoom", type: "range", min: 1, max: 16, value: view.detail, "aria-label": "detail zoom" });
+  const detailZoom = el("input", { id: "detail-zoom", type: "range", min: 64, max: 768, step: 32, value: view.detail, "aria-label": "detail zoom" });
   detailZoom.addEventListener("input", () => { view.detail = Number(detailZoom.value); redrawAll(); });
   const win = el("input", { id: "window", type: "range", min: 1, max: 100, value: Math.round(view.window * 100), "aria-label": "window" });
   const lev = el("input", { id: "level", type: "range", min: 0, max: 100, value: Math.round(view.level * 100), "aria-label": "level" });
@@ -508,13 +517,13 @@ function renderProgress() {
 
 function tileCaption(s) {
   const kinds = [...new Set(s.flags.map((f) => FLAG_WORDS[f.kind] || f.kind))].join(", ");
-  return `#${s.index} · ${kinds}`;
+  return `#${s.index} · ${kinds || "not flagged"}`;
 }
 
 function renderGrid() {
   const grid = $("#grid");
   grid.style.setProperty("--tile", `${view.zoom}px`);
-  const tiles = S.flagged.map((s, pos) => {
+  const tiles = S.grid.map((s, pos) => {
     let t = S.tiles.get(s.index);
     if (!t) {
       const canvas = el("canvas", { class: "pix" });
@@ -533,12 +542,12 @@ function renderGrid() {
     return t.node;
   });
   grid.replaceChildren(...tiles);
-  if (!S.flagged.length) grid.append(el("p", { class: "muted", text: "No flagged sample." }));
+  if (!S.grid.length) grid.append(el("p", { class: "muted", text: "No flagged sample." }));
   renderProgress();
 }
 
 async function loadTiles() {
-  const queue = S.flagged.filter((s) => s.thumbnail_url);
+  const queue = S.grid.filter((s) => s.thumbnail_url);
   const worker = async () => {
     while (queue.length) {
       const s = queue.shift();
@@ -558,7 +567,7 @@ async function loadTiles() {
 }
 
 function clickTile(pos, e) {
-  const index = S.flagged[pos].index;
+  const index = S.grid[pos].index;
   if (e.shiftKey && S.anchor !== null) {
     selectRange(S.anchor, pos);
   } else if (e.ctrlKey || e.metaKey) {
@@ -573,26 +582,26 @@ function clickTile(pos, e) {
 
 function selectRange(a, b) {
   const [lo, hi] = a <= b ? [a, b] : [b, a];
-  S.selected = new Set(S.flagged.slice(lo, hi + 1).map((s) => s.index));
+  S.selected = new Set(S.grid.slice(lo, hi + 1).map((s) => s.index));
 }
 
 function setFocus(pos) {
-  if (!S.flagged.length) return;
-  S.focus = Math.max(0, Math.min(S.flagged.length - 1, pos));
+  if (!S.grid.length) return;
+  S.focus = Math.max(0, Math.min(S.grid.length - 1, pos));
   renderGrid();
   renderDetail();
-  const t = S.tiles.get(S.flagged[S.focus].index);
+  const t = S.tiles.get(S.grid[S.focus].index);
   if (t) t.node.scrollIntoView({ block: "nearest" });
 }
 
 function move(step, extend) {
-  if (!S.flagged.length) return;
-  const next = Math.max(0, Math.min(S.flagged.length - 1, S.focus + step));
+  if (!S.grid.length) return;
+  const next = Math.max(0, Math.min(S.grid.length - 1, S.focus + step));
   if (extend) {
     if (S.anchor === null) S.anchor = S.focus;
     selectRange(S.anchor, next);
   } else {
-    S.selected = new Set([S.flagged[next].index]);
+    S.selected = new Set([S.grid[next].index]);
     S.anchor = next;
   }
   setFocus(next);
@@ -602,7 +611,7 @@ let detailToken = 0;
 async function renderDetail() {
   const box = $("#detail");
   if (!box) return;
-  const s = S.flagged[S.focus];
+  const s = S.grid[S.focus];
   if (!s) { box.replaceChildren(); return; }
   const token = ++detailToken;
   const decide = S.canDecide && !S.failed;
@@ -660,16 +669,16 @@ async function renderDetail() {
 
 // ----- deciding
 function targetsOf() {
-  const s = S.flagged[S.focus];
-  if (S.selected.size > 1) return S.flagged.filter((x) => S.selected.has(x.index));
+  const s = S.grid[S.focus];
+  if (S.selected.size > 1) return S.grid.filter((x) => S.selected.has(x.index));
   return s ? [s] : [];
 }
 
 function replaceSample(updated) {
-  const i = S.samples.findIndex((x) => x.index === updated.index);
-  if (i >= 0) S.samples[i] = updated;
-  const j = S.flagged.findIndex((x) => x.index === updated.index);
-  if (j >= 0) S.flagged[j] = updated;
+  for (const list of new Set([S.samples, S.flagged, S.grid])) {
+    const i = list.findIndex((x) => x.index === updated.index);
+    if (i >= 0) list[i] = updated;
+  }
 }
 
 async function post(index, body) {
@@ -702,9 +711,9 @@ async function decideOn(decision, reasonCode, comment) {
     busy = false;
   }
   if (done.length) S.undo.push(done);
-  const last = S.flagged.findIndex((x) => x.index === done[done.length - 1]);
+  const last = S.grid.findIndex((x) => x.index === done[done.length - 1]);
   S.selected = new Set();
-  if (last >= 0 && last + 1 < S.flagged.length) { S.anchor = last + 1; S.selected.add(S.flagged[last + 1].index); setFocus(last + 1); } else setFocus(S.focus);
+  if (last >= 0 && last + 1 < S.grid.length) { S.anchor = last + 1; S.selected.add(S.grid[last + 1].index); setFocus(last + 1); } else setFocus(S.focus);
   await afterDecision();
 }
 
@@ -714,7 +723,7 @@ async function resetSamples(indices, fromButton) {
   const done = [];
   try {
     for (const index of indices) {
-      const s = S.flagged.find((x) => x.index === index);
+      const s = S.grid.find((x) => x.index === index);
       if (!s || s.state === "held") continue;
       await post(index, { decision: "reset", reason: fromButton ? "reset to pending" : "undo" });
       done.push(index);
@@ -725,7 +734,7 @@ async function resetSamples(indices, fromButton) {
   } finally {
     busy = false;
   }
-  const first = S.flagged.findIndex((x) => x.index === (done[0] ?? indices[0]));
+  const first = S.grid.findIndex((x) => x.index === (done[0] ?? indices[0]));
   if (first >= 0) { S.selected = new Set(done); S.anchor = first; setFocus(first); }
   await afterDecision();
 }
@@ -794,7 +803,7 @@ function onKey(e) {
   if (e.key === "?") { toggleHelp(); e.preventDefault(); return; }
   if ($("#help").open) return;
   if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
-  if (!S.flagged || !$("#grid")) return;
+  if (!S.grid || !$("#grid")) return;
   const k = e.key;
   if (k === "j" || k === "J" || k === "ArrowRight" || k === "ArrowDown") move(1, e.shiftKey);
   else if (k === "k" || k === "K" || k === "ArrowLeft" || k === "ArrowUp") move(-1, e.shiftKey);
