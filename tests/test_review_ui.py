@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -278,6 +279,14 @@ def progress_is(driver, decided: int, flagged: int) -> Callable:
     return lambda d: text_of(d, "#progress").startswith(f"{decided} of {flagged} decided")
 
 
+def assert_no_placeholder_words(driver) -> None:
+    """No JavaScript null/undefined/NaN leaks into what the page says."""
+    from selenium.webdriver.common.by import By
+
+    words = set(re.findall(r"[A-Za-z]+", driver.find_element(By.TAG_NAME, "main").text))
+    assert not words & {"null", "undefined", "NaN"}, words & {"null", "undefined", "NaN"}
+
+
 def assert_key_never_in_an_address(driver, site: Site) -> None:
     urls = driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
@@ -320,6 +329,7 @@ def test_reviewer_decides_by_keyboard_and_the_archive_holds_exactly_the_released
     wait_for(browser, progress_is(browser, 2, n), "the rejection")
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#audit tr[data-review]")) == 4, "the trail")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#nearest figure.neighbour"), "nearest images")
+    assert_no_placeholder_words(browser)
     shot(browser, "review-reviewer", at="#review")
     shot(browser, "review-reviewer-full", full=True)
 
@@ -378,6 +388,9 @@ def test_reviewer_decides_by_keyboard_and_the_archive_holds_exactly_the_released
     wait_for(browser, lambda d: d.find_element(By.ID, "help").get_attribute("open") is not None, "the help")
     press(browser, Keys.ESCAPE)
     assert_key_never_in_an_address(browser, site)
+    logs = site.log_tail() + "".join(p.read_text(errors="replace") for p in site.logs if p.exists())
+    assert "GET /v1/cohorts/" in logs  # the access log is on, and holds no key
+    assert not [who for who, key in site.keys.items() if key in logs]
 
 
 def test_requester_sees_own_cohort_but_cannot_decide(browser, site: Site) -> None:
@@ -398,6 +411,7 @@ def test_requester_sees_own_cohort_but_cannot_decide(browser, site: Site) -> Non
     time.sleep(1.0)  # give a (wrong) decision the time to reach the server
     assert browser.find_element(By.ID, "reason-dialog").get_attribute("open") is None
     assert site.samples(site.review_id) == before
+    assert_no_placeholder_words(browser)
     shot(browser, "review-requester")
     assert_key_never_in_an_address(browser, site)
 
@@ -430,6 +444,7 @@ def test_failed_cohort_offers_no_approve_button(browser, site: Site) -> None:
     press(browser, "a")
     time.sleep(1.0)
     assert all(s["state"] == "held" and not s["reviews"] for s in site.samples(site.failed_id).values())
+    assert_no_placeholder_words(browser)
     shot(browser, "review-failed")
 
 

@@ -100,3 +100,14 @@ def test_saturation_needs_every_arm_at_the_ceiling() -> None:
     table["smote"]["values"]["minority_recall"] = None
     assert saturated_utility(table) == ["balanced_accuracy"]
     assert saturated_utility({}) == []
+
+
+def test_gates_turned_off_are_said_not_claimed_as_met() -> None:
+    samples = [{"index": 0, "flags": [{"kind": "outlier"}]}, {"index": 1, "flags": []}]
+    off = {"s_fid": gate(0.3, 0.0), "coverage_ratio": gate(0.2, 0.0)}
+    assert explain(NEEDS_REVIEW, off, samples)["summary"].startswith(
+        "Needs review: no gate was on for this cohort (all were turned off), but 1 of 2 samples")
+    some = {"s_fid": gate(0.95, 0.9), "coverage_ratio": gate(0.2, 0.0)}
+    text = explain(NEEDS_REVIEW, some, samples)
+    assert "met every gate that was on (1 of 2 were turned off)" in text["summary"]
+    assert "Variety: 0.2 (this gate was turned off for the cohort)." in text["reasons"]

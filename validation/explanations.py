@@ -81,16 +81,21 @@ def explain(verdict: str, metrics: dict[str, Metric], samples: list[dict[str, An
     """``{"summary", "reasons", "next_steps"}`` of a report, in plain words."""
     gates = {n: m for n, m in metrics.items() if m.passed is not None}
     failing = [n for n, m in gates.items() if m.passed is False]
+    off = [n for n, m in gates.items() if not m.threshold]
     flagged = [s for s in samples if s.get("flags")]
     n, total = len(flagged), len(samples)
+    met = ("no gate was on for this cohort (all were turned off)" if gates and len(off) == len(gates)
+           else f"the cohort met every gate that was on ({len(off)} of {len(gates)} were turned off)" if off
+           else "the cohort met every gate")
     if verdict == FAILED:
         summary = (f"Failed: the cohort missed {len(failing)} of {len(gates)} gates, so all {total} samples are "
                    "withheld and no review can release them.")
     elif verdict == NEEDS_REVIEW:
-        summary = (f"Needs review: the cohort met every gate, but {n} of {total} samples were flagged and are held "
+        summary = (f"Needs review: {met}, but {n} of {total} samples were flagged and are held "
                    "until a reviewer approves or rejects each.")
     else:
-        summary = f"Passed: the cohort met every gate and no sample was flagged, so all {total} samples are released."
+        summary = (f"Passed: {met} and no sample was flagged, so all {total} samples are "
+                   "released.")
     ordered = failing + [g for g in gates if g not in failing]
     reasons = [gate_sentence(g, gates[g]) for g in ordered]
     kinds: dict[str, int] = {}

@@ -415,18 +415,23 @@ async function cohortPage(id) {
 }
 
 function waitForCohort(cohort) {
+  // The cohort's own job shows percent, stage and ETA to its owner (and admins); anyone who may
+  // see the cohort sees its status change. Either way the page turns into the review when ready.
   const row = jobRow({ id: cohort.job_id, kind: "cohort", target_id: cohort.id });
-  $("#main").append(el("p", { text: `This cohort is ${cohort.status}; the page shows its review once it is validated.` }),
+  $("#main").append(el("p", { id: "cohort-status", text: `This cohort is ${cohort.status}; the page shows its review once it is validated.` }),
     el("table", { id: "jobs" }, row));
+  row.querySelector(".status").textContent = cohort.status;
   const poll = async () => {
     try {
-      const job = await api.get(`/jobs/${encodeURIComponent(cohort.job_id)}`);
-      updateJobRow(row, job);
-      if (FINISHED.includes(job.status)) { route(); return; }
+      const now = await api.get(`/cohorts/${encodeURIComponent(cohort.id)}`);
+      if (["ready", "failed", "cancelled"].includes(now.status)) { route(); return; }
+      row.querySelector(".status").textContent = now.status;
+      const job = await api.get(`/jobs/${encodeURIComponent(cohort.job_id)}`).catch(() => null);
+      if (job) updateJobRow(row, job);
     } catch (e) { status(e.message, "bad"); }
     pollTimer = setTimeout(poll, 2000);
   };
-  poll();
+  pollTimer = setTimeout(poll, 1000);
 }
 
 function verdictSection() {
@@ -453,8 +458,9 @@ function renderNextSteps() {
     steps.push(`Review the ${held} held sample${held > 1 ? "s" : ""} below: approve (A) or reject (R) each; `
       + "? shows every key.");
   } else if (held) {
-    steps.push(`${held} sample${held > 1 ? "s wait" : " waits"} for a reviewer; ask one to look at this page. `
-      + `You can download the ${S.cohort.released} released ones now.`);
+    steps.push(`${held} sample${held > 1 ? "s wait" : " waits"} for a reviewer; ask one to look at this page.`
+      + (S.cohort.released ? ` The ${S.cohort.released} released sample${S.cohort.released > 1 ? "s" : ""} `
+        + "can be downloaded now." : ""));
   } else {
     steps.push("Every flagged sample is decided: download the released samples below, or load them with CohortDataset.");
   }
@@ -627,12 +633,12 @@ async function renderDetail() {
     `${when(r.created_at)}: ${r.reviewer_name} ${r.decision}`,
     r.reason_code ? ` (${REASONS[r.reason_code] || r.reason_code})` : "", r.reason ? ` — ${r.reason}` : ""))) : null;
   const imageBox = el("div", { class: "images" });
-  box.replaceChildren(
+  box.replaceChildren(...[
     el("h3", {}, `Sample #${s.index} `, el("span", { class: `state-word state-${s.state}`, id: "detail-state", text: stateWords(s) })),
     el("p", { class: "muted" }, el("code", { text: s.file })),
     el("ul", { class: "flags" }, s.flags.map((f) => el("li", {}, el("b", { text: FLAG_WORDS[f.kind] || f.kind }),
       ` (score ${fmt(f.score)}): ${f.reason}`))),
-    buttons, imageBox, history);
+    buttons, imageBox, history].filter(Boolean));
   if (!s.thumbnail_url) {
     imageBox.append(el("p", { class: "muted", text: "The image of a held sample is shown to reviewers only (it may copy a patient)." }));
     return;
@@ -661,7 +667,7 @@ async function renderDetail() {
     });
     const radius = near.outlier_radius !== null && near.outlier_radius !== undefined
       ? el("p", { class: "muted", text: `An outlier lies farther than ${fmt(near.outlier_radius)} (features) from every real image of the class.` }) : null;
-    imageBox.append(el("div", { id: "nearest", class: "nearest" }, figs), radius);
+    imageBox.append(...[el("div", { id: "nearest", class: "nearest" }, figs), radius].filter(Boolean));
   } catch (e) {
     imageBox.append(el("p", { class: "muted", text: `nearest training images: ${e.message}` }));
   }
