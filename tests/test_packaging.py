@@ -132,6 +132,7 @@ def test_a_built_wheel_installs_one_top_level_package(tmp_path):
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"synthcohort"}
     for needed in ("synthcohort/api/routers/cohorts.py", "synthcohort/validation/templates/report.html",
+                   "synthcohort/api/static/shell.html", "synthcohort/api/static/ui.js", "synthcohort/api/static/ui.css",
                    "synthcohort/store/migrations/script.py.mako", "synthcohort/core/version.py",
                    "synthcohort/generators/nets/layers.py"):
         assert needed in names
