@@ -72,6 +72,7 @@ class Site:
     review_id: str  # needs_review, alice's
     failed_id: str  # failed validation
     model_id: str
+    dataset_id: str
     logs: list[Path]
 
     @property
@@ -87,12 +88,13 @@ class Site:
         assert r.status_code == 200, r.text
         return {s["index"]: s for s in r.json()["items"]}
 
-    def wait_job(self, job_id: str, timeout: float = 400.0) -> dict:
+    def wait_job(self, job_id: str, timeout: float = 400.0, until: Callable[[dict], bool] | None = None) -> dict:
+        """Poll the job until it ends (or ``until(job)``)."""
         deadline = time.monotonic() + timeout
         with self.http("admin") as c:
             while True:
                 job = c.get(f"/v1/jobs/{job_id}").json()
-                if job["status"] in ("succeeded", "failed", "cancelled"):
+                if until(job) if until is not None else job["status"] in ("succeeded", "failed", "cancelled"):
                     return job
                 if time.monotonic() > deadline:
                     raise AssertionError(f"job {job_id} still {job}\n{self.log_tail()}")
@@ -150,7 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
                               ("bob", Role.requester)):
                 row, keys[who] = create_api_key(s, role, who)
                 key_ids[who] = row.id
-        site = Site(url, home, keys, key_ids, "", "", "", [log, home / "logs" / "worker.log"])
+        site = Site(url, home, keys, key_ids, "", "", "", "", [log, home / "logs" / "worker.log"])
         with site.http("alice") as c, open(shared_data / "medmnist" / "breastmnist.npz", "rb") as f:
             r = c.post("/v1/datasets", headers=_idem(), files={"file": ("breastmnist.npz", f)},
                        data={"format": "medmnist", "modality": "US", "classes": "malignant,normal_benign"})
@@ -181,6 +183,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
             s.get(Job, review["job_id"]).owner_id = key_ids["alice"]
             s.commit()
         site.review_id, site.failed_id, site.model_id = review["id"], failed["id"], review["model_id"]
+        site.dataset_id = dataset_id
         yield site
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -414,6 +417,10 @@ def test_requester_sees_own_cohort_but_cannot_decide(browser, site: Site) -> Non
     assert_no_placeholder_words(browser)
     shot(browser, "review-requester")
     assert_key_never_in_an_address(browser, site)
+    browser.get(site.url + "/ui/")  # the list: her cohort, not the admin's failed one
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#cohorts tr[data-cohort]"), "the cohort list")
+    listed = [tr.get_attribute("data-cohort") for tr in browser.find_elements(By.CSS_SELECTOR, "#cohorts tr[data-cohort]")]
+    assert listed == [site.review_id]
 
 
 def test_another_requester_gets_not_found(browser, site: Site) -> None:
@@ -448,31 +455,54 @@ def test_failed_cohort_offers_no_approve_button(browser, site: Site) -> None:
     shot(browser, "review-failed")
 
 
-def test_jobs_page_follows_a_running_job(browser, site: Site) -> None:
+def test_pages_follow_jobs_live(browser, site: Site) -> None:
+    """Deterministic, whatever the machine's speed: a long training occupies the one worker, so
+    the cohort queued behind it waits until the test cancels the training."""
     from selenium.webdriver.common.by import By
 
     with site.http("admin") as c:
-        r = c.post("/v1/cohorts", headers=_idem(), json={"model_id": site.model_id, "count": 6, "seed": 9,
-                                                          "validation": FAST_VALIDATION})
-    assert r.status_code == 202, r.text
-    job_id = r.json()["job_id"]
+        long = c.post("/v1/cohorts", headers=_idem(), json={
+            "dataset_id": site.dataset_id, "class_name": "malignant", "generator": "wgan-gp",
+            "train_steps": 1_000_000, "config": TINY_WGAN, "count": 6, "seed": 11, "validation": FAST_VALIDATION})
+        short = c.post("/v1/cohorts", headers=_idem(), json={"model_id": site.model_id, "count": 6, "seed": 12,
+                                                              "validation": FAST_VALIDATION})
+        assert long.status_code == short.status_code == 202, (long.text, short.text)
+        long, short = long.json(), short.json()
+    job = site.wait_job(long["job_id"], timeout=120, until=lambda j: j["stage"] == "train" or j["status"] != "queued")
+    assert (job["status"], job["stage"]) == ("running", "train"), job
+
+    def cells(row: str) -> dict[str, str]:
+        return {k: text_of(browser, f"{row} .{k}") for k in ("status", "stage", "percent", "eta")}
+
+    # the jobs page: the training's progress moves without a reload
     sign_in(browser, site, "admin", "/ui/jobs")
-    row = f'#jobs tr[data-job="{job_id}"]'
-    first = wait_for(browser, lambda d: text_of(d, f"{row} .status"), "the new job's row")
-    seen: list[tuple[str, str, str]] = []
+    row = f'#jobs tr[data-job="{long["job_id"]}"]'
+    wait_for(browser, lambda d: cells(row)["stage"] == "train" and cells(row)["eta"].startswith("ETA "),
+             "the training's stage and time left")
+    bar = lambda d: float(d.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value"))  # noqa: E731
+    first = bar(browser)
+    wait_for(browser, lambda d: bar(d) > first, "the progress bar to move")
+    assert cells(row)["status"] == "running"
+    assert cells(f'#jobs tr[data-job="{short["job_id"]}"]')["status"] == "queued"
+    shot(browser, "jobs-running")
 
-    def finished(d) -> bool:
-        seen.append((text_of(d, f"{row} .status"), text_of(d, f"{row} .stage"), text_of(d, f"{row} .percent")))
-        return seen[-1][0] == "succeeded"
-
-    wait_for(browser, finished, "the job to succeed on the page", timeout=180)
-    assert first in ("queued", "running"), first  # the row changed without a reload
-    percents = [int(p.rstrip("%")) for _, _, p in seen if p]
-    assert percents == sorted(percents), seen
-    assert all(stage for status, stage, _ in seen if status == "running"), seen
-    assert text_of(browser, f"{row} .percent") == "100%"
-    assert browser.find_element(By.CSS_SELECTOR, f"{row} progress").get_attribute("value") == "100"
-    assert site.wait_job(job_id)["status"] == "succeeded"
+    # a second tab: the queued cohort's page waits, then becomes its review when validated
+    jobs_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    sign_in(browser, site, "admin", f"/ui/cohorts/{short['id']}")
+    assert "the page shows its review once it is validated" in wait_for(
+        browser, lambda d: text_of(d, "#cohort-status"), "the waiting note")
+    with site.http("admin") as c:
+        assert c.post(f"/v1/jobs/{long['job_id']}/cancel").status_code == 202
+    wait_for(browser, lambda d: d.find_elements(By.ID, "verdict"), "the review after validation", timeout=180)
+    assert text_of(browser, "#verdict") == "needs review"
+    browser.close()
+    browser.switch_to.window(jobs_tab)
+    wait_for(browser, lambda d: cells(row)["status"] == "cancelled", "the cancelled training on the jobs page")
+    wait_for(browser, lambda d: cells(f'#jobs tr[data-job="{short["job_id"]}"]')["percent"] == "100%",
+             "the queued cohort's job to finish on the jobs page")
+    assert site.wait_job(long["job_id"])["status"] == "cancelled"
+    assert site.wait_job(short["job_id"])["status"] == "succeeded"
     shot(browser, "jobs")
 
 

@@ -197,8 +197,10 @@ function updateJobRow(row, job) {
   row.querySelector(".status").textContent = job.status;
   row.querySelector(".stage").textContent = job.stage || "—";
   row.querySelector("progress").value = job.percent;
-  row.querySelector(".percent").textContent = `${Math.round(job.percent)}%`;
-  row.querySelector(".eta").textContent = FINISHED.includes(job.status) ? "—" : `ETA ${duration(job.eta_s)}`;
+  row.querySelector(".percent").textContent = job.percent < 10 && job.percent > 0
+    ? `${job.percent.toFixed(1)}%` : `${Math.round(job.percent)}%`;
+  row.querySelector(".eta").textContent = FINISHED.includes(job.status) ? "—"
+    : job.status === "queued" ? "waiting for a worker" : `ETA ${duration(job.eta_s)}`;
   row.querySelector(".error").textContent = job.error || "";
   row.className = `job-${job.status}`;
 }
