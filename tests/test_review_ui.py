@@ -448,6 +448,9 @@ def test_failed_cohort_offers_no_approve_button(browser, site: Site) -> None:
     assert "held for review" not in browser.find_element(By.TAG_NAME, "main").text
     assert not browser.find_elements(By.ID, "approve") and not browser.find_elements(By.ID, "reject")
     assert "Nothing is released" in text_of(browser, "#release")
+    gates = {tr.get_attribute("data-metric"): tr.text for tr in browser.find_elements(By.CSS_SELECTOR, "#metrics-gated tr[data-metric]")}
+    assert "fail" in gates["s_fid"] and "Similarity to real images: how close" in gates["s_fid"]
+    assert " off " in f" {gates['coverage_ratio']} "  # a pass mark of 0: the gate was off
     press(browser, "a")
     time.sleep(1.0)
     assert all(s["state"] == "held" and not s["reviews"] for s in site.samples(site.failed_id).values())

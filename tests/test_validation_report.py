@@ -68,7 +68,10 @@ def test_needs_review_cohort_reads_held_for_review() -> None:
 
 
 def test_gates_first_informational_folded_and_captions_under_pictures() -> None:
-    html = render(*make_report(NEEDS_REVIEW))
+    report, synthetic = make_report(NEEDS_REVIEW)
+    report.metrics["entropy_ratio"] = gate(0.5, 0.0)
+    html = render(report, synthetic)
+    assert '<code>entropy_ratio</code></td><td>0.5</td><td>—</td><td>≥ 0</td><td class="muted">off</td>' in html
     gated_at, details_at = html.index("<code>s_fid</code>"), html.index("<details><summary>Informational metrics")
     assert gated_at < details_at < html.index("<code>kid_synthetic</code>")
     for name in ("grid_real.png", "grid_synthetic.png"):
@@ -109,5 +112,6 @@ def test_gates_turned_off_are_said_not_claimed_as_met() -> None:
         "Needs review: no gate was on for this cohort (all were turned off), but 1 of 2 samples")
     some = {"s_fid": gate(0.95, 0.9), "coverage_ratio": gate(0.2, 0.0)}
     text = explain(NEEDS_REVIEW, some, samples)
+    assert text["gates"]["coverage_ratio"]["title"] == "Variety"
     assert "met every gate that was on (1 of 2 were turned off)" in text["summary"]
     assert "Variety: 0.2 (this gate was turned off for the cohort)." in text["reasons"]

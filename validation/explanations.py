@@ -78,7 +78,8 @@ def gate_sentence(name: str, m: Metric) -> str:
 
 def explain(verdict: str, metrics: dict[str, Metric], samples: list[dict[str, Any]],
             saturated: list[str] | None = None) -> dict[str, Any]:
-    """``{"summary", "reasons", "next_steps"}`` of a report, in plain words."""
+    """``{"summary", "reasons", "next_steps", "gates"}`` of a report, in plain words (``gates``: each
+    gate's title and what it measures)."""
     gates = {n: m for n, m in metrics.items() if m.passed is not None}
     failing = [n for n, m in gates.items() if m.passed is False]
     off = [n for n, m in gates.items() if not m.threshold]
@@ -118,4 +119,5 @@ def explain(verdict: str, metrics: dict[str, Metric], samples: list[dict[str, An
                  "them, or load them with CohortDataset."]
     else:
         steps = ["Download the released samples, or load them into a training job with CohortDataset."]
-    return {"summary": summary, "reasons": reasons, "next_steps": steps}
+    words = {g: {"title": GATE_WORDS[g][0], "meaning": GATE_WORDS[g][1]} for g in gates if g in GATE_WORDS}
+    return {"summary": summary, "reasons": reasons, "next_steps": steps, "gates": words}

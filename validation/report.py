@@ -100,6 +100,8 @@ def render_html(
         j = m.to_json()
         ci = f"[{fmt(j['ci'][0])}, {fmt(j['ci'][1])}]" if j["ci"] else "—"
         res = ('<td class="ok">pass</td>' if m.passed else '<td class="bad">fail</td>') if m.passed is not None else '<td class="muted">info</td>'
+        if m.passed is not None and not m.threshold:
+            res = '<td class="muted">off</td>'  # a threshold of 0 turns the gate off
         thr = f"≥ {fmt(j['threshold'])}" if j["threshold"] is not None else "—"
         if name.startswith("utility_") and name != "utility_gain_minority_recall":
             continue

@@ -859,7 +859,8 @@ function refreshRelease() {
   }
   const format = el("select", { id: "download-format", "aria-label": "format" },
     ["png", "nifti", "dicom", "npz"].map((f) => el("option", { value: f, selected: f === c.format, text: f })));
-  const button = el("button", { type: "button", id: "download", text: `Download ${c.released} released samples (zip)` });
+  const button = el("button", { type: "button", id: "download",
+                                 text: `Download ${c.released} released sample${c.released > 1 ? "s" : ""} (zip)` });
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
@@ -887,12 +888,17 @@ function refreshRelease() {
 
 // ----- metrics, pictures, utility
 function metricRow(name, m) {
-  const result = m.passed === null || m.passed === undefined ? el("td", { class: "muted", text: "info" })
-    : el("td", { class: m.passed ? "ok" : "bad", text: m.passed ? "pass" : "fail" });
+  const gate = m.passed !== null && m.passed !== undefined;
+  const result = !gate ? el("td", { class: "muted", text: "info" })
+    : !m.threshold ? el("td", { class: "muted", text: "off" })  // a pass mark of 0 turns a gate off
+      : el("td", { class: m.passed ? "ok" : "bad", text: m.passed ? "pass" : "fail" });
+  const words = ((S.details.explanation || {}).gates || {})[name];
+  const what = words ? el("td", {}, el("b", { text: words.title }), `: ${words.meaning}`,
+    el("br"), el("span", { class: "muted", text: m.label || "" })) : el("td", { text: m.label || "" });
   const ci = m.ci ? `[${fmt(m.ci[0])}, ${fmt(m.ci[1])}]` : "—";
   return el("tr", { "data-metric": name }, el("td", {}, el("code", { text: name })), el("td", { text: fmt(m.value, 4) }),
     el("td", { text: ci }), el("td", { text: m.threshold === null || m.threshold === undefined ? "—" : `≥ ${fmt(m.threshold)}` }),
-    result, el("td", { text: m.label || "" }));
+    result, what);
 }
 
 function metricsSection() {
