@@ -286,7 +286,8 @@ def test_reset_undoes_a_decision_and_the_audit_trail_keeps_every_step(api: Api, 
     undone = api.post(url.format(1), "admin", {"decision": "reset", "reason": "undo"})
     assert undone.status_code == 200 and undone.json()["state"] == "held", undone.text
     assert api.post(url.format(1), "alice", {"decision": "reset"}).status_code == 403  # requesters never decide
-    rej = api.post(url.format(1), "reviewer", {"decision": "reject", "reason_code": "near_copy", "reason": "lesion of train 12"})
+    rej = api.post(url.format(1), "reviewer",
+                   {"decision": "reject", "reason_code": "near_copy", "reason": "lesion of train 12"})
     assert rej.status_code == 200 and rej.json()["state"] == "rejected"
     assert [(r["decision"], r["reason_code"]) for r in rej.json()["reviews"]] == [
         ("approve", None), ("reset", None), ("reject", "near_copy")]
@@ -379,8 +380,8 @@ def test_nearest_training_images_for_reviewers_only(api: Api, cohort: str, datas
     body = r.json()
     assert body["index"] == 1 and body["outlier_radius"] == 2.5
     (feat, pix) = body["items"]
-    assert (feat["space"], feat["sample_id"], feat["measure"], feat["value"], feat["threshold"], feat["near_copy_when"]) == (
-        "features", train.sample_ids[3], "feature_distance", 0.25, 0.1, "at_or_below")
+    assert [feat[k] for k in ("space", "sample_id", "measure", "value", "threshold", "near_copy_when")] == [
+        "features", train.sample_ids[3], "feature_distance", 0.25, 0.1, "at_or_below"]
     assert (pix["space"], pix["sample_id"], pix["value"], pix["threshold"], pix["near_copy_when"]) == (
         "pixels", train.sample_ids[5], 0.5, 0.97, "at_or_above")
     for item, row in ((feat, 3), (pix, 5)):
@@ -395,7 +396,8 @@ def test_report_pictures_follow_the_report_html_rule(api: Api, cohort: str) -> N
     for name in ("tsne.png", "grid_real.png"):
         (report_dir / name).write_bytes(b"\x89PNG\r\n\x1a\n" + name.encode())
     tsne = api.get(f"/v1/cohorts/{cohort}/report/tsne.png", "alice")  # points only: the owner sees it
-    assert tsne.status_code == 200 and tsne.headers["content-type"] == "image/png" and tsne.content.endswith(b"tsne.png")
+    assert tsne.status_code == 200 and tsne.headers["content-type"] == "image/png"
+    assert tsne.content.endswith(b"tsne.png")
     assert api.get(f"/v1/cohorts/{cohort}/report/grid_real.png", "alice").status_code == 403  # real images
     assert api.get(f"/v1/cohorts/{cohort}/report/grid_real.png", "reviewer").status_code == 200
     assert api.get(f"/v1/cohorts/{cohort}/report/grid_synthetic.png", "reviewer").status_code == 404  # not drawn

@@ -419,7 +419,8 @@ def test_requester_sees_own_cohort_but_cannot_decide(browser, site: Site) -> Non
     assert_key_never_in_an_address(browser, site)
     browser.get(site.url + "/ui/")  # the list: her cohort, not the admin's failed one
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#cohorts tr[data-cohort]"), "the cohort list")
-    listed = [tr.get_attribute("data-cohort") for tr in browser.find_elements(By.CSS_SELECTOR, "#cohorts tr[data-cohort]")]
+    listed = [tr.get_attribute("data-cohort")
+              for tr in browser.find_elements(By.CSS_SELECTOR, "#cohorts tr[data-cohort]")]
     assert listed == [site.review_id]
 
 
@@ -443,12 +444,14 @@ def test_failed_cohort_offers_no_approve_button(browser, site: Site) -> None:
     assert text_of(browser, "#verdict") == "failed"
     assert text_of(browser, "#summary").startswith("Failed:")
     assert "Similarity to real images" in text_of(browser, "#reasons")
-    states = {t.find_element(By.CSS_SELECTOR, ".state").text for t in browser.find_elements(By.CSS_SELECTOR, "#grid .tile")}
+    states = {t.find_element(By.CSS_SELECTOR, ".state").text
+              for t in browser.find_elements(By.CSS_SELECTOR, "#grid .tile")}
     assert states == {"withheld (cohort failed)"}
     assert "held for review" not in browser.find_element(By.TAG_NAME, "main").text
     assert not browser.find_elements(By.ID, "approve") and not browser.find_elements(By.ID, "reject")
     assert "Nothing is released" in text_of(browser, "#release")
-    gates = {tr.get_attribute("data-metric"): tr.text for tr in browser.find_elements(By.CSS_SELECTOR, "#metrics-gated tr[data-metric]")}
+    gates = {tr.get_attribute("data-metric"): tr.text
+             for tr in browser.find_elements(By.CSS_SELECTOR, "#metrics-gated tr[data-metric]")}
     assert "fail" in gates["s_fid"] and "Similarity to real images: how close" in gates["s_fid"]
     assert " off " in f" {gates['coverage_ratio']} "  # a pass mark of 0: the gate was off
     press(browser, "a")

@@ -92,7 +92,8 @@ def test_saturated_utility_is_said(recall: float, saturated: bool) -> None:
     report, synthetic = make_report(NEEDS_REVIEW, recall)
     html = render(report, synthetic)
     assert ("Saturated: every arm reaches 1.0" in html) is saturated
-    assert report.details["utility_saturated"] == (["auroc", "balanced_accuracy", "minority_recall"] if saturated else [])
+    expected = ["auroc", "balanced_accuracy", "minority_recall"] if saturated else []
+    assert report.details["utility_saturated"] == expected
     assert any("utility test is saturated" in r for r in report.details["explanation"]["reasons"]) is saturated
 
 

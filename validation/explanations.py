@@ -103,7 +103,8 @@ def explain(verdict: str, metrics: dict[str, Metric], samples: list[dict[str, An
     for s in flagged:
         for kind in {f.get("kind", "") for f in s["flags"]}:
             kinds[kind] = kinds.get(kind, 0) + 1
-    reasons += [f"{count} of {total} samples look {FLAG_WORDS.get(kind, kind)}." for kind, count in sorted(kinds.items())]
+    reasons += [f"{count} of {total} samples look {FLAG_WORDS.get(kind, kind)}."
+                for kind, count in sorted(kinds.items())]
     if saturated:
         reasons.append(f"The utility test is saturated: every arm, even without synthetic images, reaches "
                        f"{UTILITY_CEILING:g} on {', '.join(s.replace('_', ' ') for s in saturated)}, so it cannot "

@@ -107,9 +107,11 @@ def render_html(
             continue
         words = GATE_WORDS.get(name, ("", ""))[1]
         what = f"{e(words)}<br><span class='muted'>{e(m.label)}</span>" if words else e(m.label)
-        row = f"<tr><td><code>{e(name)}</code></td><td>{fmt(j['value'])}</td><td>{ci}</td><td>{thr}</td>{res}<td>{what}</td></tr>"
+        row = (f"<tr><td><code>{e(name)}</code></td><td>{fmt(j['value'])}</td><td>{ci}</td><td>{thr}</td>{res}"
+               f"<td>{what}</td></tr>")
         (gated if m.passed is not None else informational).append(row)
-    head = "<tr><th>metric</th><th>value</th><th>95% CI</th><th>pass mark</th><th>result</th><th>what it measures</th></tr>"
+    head = ("<tr><th>metric</th><th>value</th><th>95% CI</th><th>pass mark</th><th>result</th>"
+            "<th>what it measures</th></tr>")
     metrics = f"<table>{head}{''.join(gated)}</table>" if gated else '<p class="muted">no gate was computed</p>'
     if informational:
         metrics += (f"<details><summary>Informational metrics ({len(informational)}), not gates</summary>"
@@ -119,7 +121,8 @@ def render_html(
             else '<p class="muted">not computed</p>')
     grids = (f"<table><tr><th>real ({e(str(prov.get('class_name', '')))}, training split)</th><th>synthetic</th></tr><tr>"
              f"<td>{_figure(_img_tag(pictures['grid_real.png'], 'real'), 'grid_real.png')}</td>"
-             f"<td>{_figure(_img_tag(pictures['grid_synthetic.png'], 'synthetic'), 'grid_synthetic.png')}</td></tr></table>")
+             f"<td>{_figure(_img_tag(pictures['grid_synthetic.png'], 'synthetic'), 'grid_synthetic.png')}</td>"
+             "</tr></table>")
     failed = report.verdict == FAILED
     held = "withheld (cohort failed)" if failed else "held for review"
     cards = []
