@@ -357,6 +357,20 @@ def test_reviewer_decides_by_keyboard_and_the_archive_holds_exactly_the_released
     assert trail == ["reject", "reset", "approve", "approve"]  # newest first
     assert "reviewer" in text_of(browser, "#audit tbody")
 
+    # the report's pictures, each with its caption; the grid zooms without smoothing
+    from synthcohort.validation.explanations import PICTURE_CAPTIONS
+
+    for name in ("grid_real.png", "grid_synthetic.png"):
+        fig = f'#pictures figure[data-picture="{name}"]'
+        wait_for(browser, lambda d: d.execute_script(  # noqa: B023
+            "const i = document.querySelector(arguments[0]); return i && i.complete && i.naturalWidth > 0;",
+            f"{fig} img"), f"the picture {name}")
+        assert text_of(browser, f"{fig} figcaption") == PICTURE_CAPTIONS[name]
+    browser.execute_script("const s = document.getElementById('zoom'); s.value = 256;"
+                           "s.dispatchEvent(new Event('input', {bubbles: true}));")
+    tile = browser.find_element(By.CSS_SELECTOR, "#grid .tile canvas")
+    assert tile.size["width"] == 256 and tile.value_of_css_property("image-rendering") == "pixelated"
+
     # the download holds exactly the released samples; the two lines of Python name this cohort
     released = sorted(i for i, s in after.items() if s["state"] == "released")
     assert f0 in released and f1 not in released and f2 not in released

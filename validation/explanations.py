@@ -37,9 +37,8 @@ FLAG_WORDS: dict[str, str] = {
 }
 
 PICTURE_CAPTIONS: dict[str, str] = {
-    "tsne.png": "Each dot is one image placed by t-SNE so that similar images lie close: synthetic dots should "
-                "mix with the real ones; synthetic clumps away from every real dot, or real regions without "
-                "synthetic dots, mean the generator invents or misses kinds of image.",
+    "tsne.png": "Each dot is one image, placed so that similar images lie close (t-SNE): synthetic dots should "
+                "mix with the real ones, not clump apart from them or leave real regions empty.",
     "grid_real.png": "Real training images of the class, drawn at random: what the generator learned from.",
     "grid_synthetic.png": "Synthetic images drawn at random from the cohort: compare shape, texture and contrast "
                           "with the real grid beside it.",
