@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from synthcohort.api.routers import cohorts, datasets, jobs, models
+from synthcohort.api.routers import cohorts, datasets, jobs, me, models, ui
 from synthcohort.api.schemas import Health
 from synthcohort.core.errors import SynthcohortError
 from synthcohort.core.settings import get_settings
@@ -34,7 +34,7 @@ DESCRIPTION = """Validated synthetic cohorts of rare classes in medical imaging.
 Send an API key in `X-API-Key` (make one with `synthcohort keys create --role requester`) and
 an `Idempotency-Key` on every POST: a retry with the same key returns the first answer and
 never starts a second job. Long work (import, training, cohorts) runs as jobs: poll
-`GET /v1/jobs/{id}`.
+`GET /v1/jobs/{id}`. Reviewers decide in the browser at `/ui/` (the page calls these endpoints).
 """
 
 
@@ -96,8 +96,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    for router in (datasets.router, models.router, cohorts.router, jobs.router):
+    for router in (datasets.router, models.router, cohorts.router, jobs.router, me.router):
         app.include_router(router, prefix="/v1")
+    app.include_router(ui.router)  # the review page: /ui/…, calling the /v1 endpoints above
 
     @app.get("/v1/health", response_model=Health, tags=["service"], summary="Liveness and schema revision")
     def health() -> Health:

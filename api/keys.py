@@ -65,3 +65,8 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey:
 
 def list_api_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def key_view(key: ApiKey) -> dict[str, object]:
+    """What a caller may learn about their own key: never the key, its hash or its prefix."""
+    return {"id": key.id, "name": key.name, "role": key.role.value}

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from synthcohort.generators.presets import PresetName
 from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
@@ -190,10 +199,17 @@ class CohortOut(BaseModel):
 class ReviewOut(BaseModel):
     id: int
     decision: str
+    reason_code: str | None = None
     reason: str
     reviewer_id: int
     reviewer_name: str
     created_at: datetime
+
+
+class AuditEntry(ReviewOut):
+    """One decision of a cohort's audit trail: which sample, who, when, why."""
+
+    index: int
 
 
 class SampleOut(BaseModel):
@@ -208,9 +224,77 @@ class SampleOut(BaseModel):
     thumbnail_url: str | None
 
 
+Decision = Literal["approve", "reject", "reset"]
+ReasonCode = Literal["near_copy", "artefact", "implausible_anatomy", "wrong_class", "other"]
+
+
 class ReviewCreate(Request):
-    decision: Literal["approve", "reject"]
-    reason: str = Field(default="", max_length=4000)
+    """approve → released, reject → rejected, reset → back to held (the undo of either; the
+    audit trail keeps every step). A reject should say why in ``reason_code``; ``other`` needs
+    the why in ``reason``."""
+
+    decision: Decision
+    reason_code: ReasonCode | None = Field(
+        default=None, description="Why a sample is rejected (decision reject only); `other` needs a `reason`.")
+    reason: str = Field(default="", max_length=4000, description="Free text: a comment, or the why of `other`.")
+
+    @field_validator("reason_code")
+    @classmethod
+    def _code_with_reject(cls, code: str | None, info: ValidationInfo) -> str | None:
+        if code is not None and info.data.get("decision") != "reject":
+            raise ValueError("a reason code goes with decision reject only")
+        return code
+
+    @field_validator("reason")
+    @classmethod
+    def _other_says_why(cls, reason: str, info: ValidationInfo) -> str:
+        if info.data.get("reason_code") == "other" and not reason.strip():
+            raise ValueError("reason code other needs the reason in words")
+        return reason
+
+
+class MeOut(BaseModel):
+    """The caller's key: who the page says is signed in, and which controls it offers."""
+
+    id: int
+    name: str
+    role: str
+
+
+class ImageArray(BaseModel):
+    """An image's pixels for the review page's canvas (window/level, slices, mask overlay):
+    ``data`` is base64 of little-endian uint16, C order, in ``shape``; value / 65535 is the
+    [0, 1] intensity. ``mask`` (same spatial shape, one channel) is base64 of uint8 0/1."""
+
+    shape: list[int] = Field(description="(C, H, W) or (C, D, H, W)")
+    spatial_dims: int
+    dtype: Literal["uint16"] = "uint16"
+    data: str
+    mask: str | None = None
+    spacing: list[float] | None = None
+
+
+class NearestImage(BaseModel):
+    """A training image nearest to a synthetic sample, with the measure and the near-copy
+    threshold it was judged by (``near_copy_when``: the side of the threshold that flags)."""
+
+    space: Literal["features", "pixels"]
+    sample_id: str
+    measure: Literal["feature_distance", "pixel_correlation"]
+    value: float | None
+    threshold: float | None
+    near_copy_when: Literal["at_or_below", "at_or_above"]
+    image: ImageArray
+
+
+class NearestOut(BaseModel):
+    index: int
+    items: list[NearestImage]
+    outlier_radius: float | None = Field(
+        default=None, description="An outlier is farther than this from every real image of the class (features).")
+
+
+ReportPicture = Literal["grid_real.png", "grid_synthetic.png", "tsne.png"]
 
 
 class Health(BaseModel):

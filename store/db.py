@@ -200,7 +200,9 @@ class Review(Base):
     __table_args__ = (UniqueConstraint("reviewer_id", "idempotency_key", name="uq_review_idempotency"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), index=True)
-    decision: Mapped[str] = mapped_column(String(10))  # approve | reject
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject | reset (undo: back to held)
+    # near_copy | artefact | implausible_anatomy | wrong_class | other (api.schemas.ReasonCode)
+    reason_code: Mapped[str | None] = mapped_column(String(30), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
     reviewer_name: Mapped[str] = mapped_column(String(200))

@@ -286,12 +286,20 @@ class Client:
         return self.samples(cohort_id, state="held")
 
     def review(self, cohort_id: str, index: int, decision: str, reason: str = "", *,
-               idempotency_key: str | None = None) -> dict[str, Any]:
-        """Approve (→ released) or reject a held sample; needs a reviewer or admin key."""
-        if decision not in ("approve", "reject"):
-            raise InvalidInputError(f"{decision!r} is not approve or reject", field="decision")
-        return self._post(f"/cohorts/{cohort_id}/samples/{int(index)}/review",
-                          {"decision": decision, "reason": reason}, idempotency_key)
+               reason_code: str | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Approve (→ released) or reject a held sample, or reset a decided one (→ held again);
+        needs a reviewer or admin key. ``reason_code`` (reject only): near_copy, artefact,
+        implausible_anatomy, wrong_class or other (then say why in ``reason``)."""
+        if decision not in ("approve", "reject", "reset"):
+            raise InvalidInputError(f"{decision!r} is not approve, reject or reset", field="decision")
+        body: dict[str, Any] = {"decision": decision, "reason": reason}
+        if reason_code is not None:
+            body["reason_code"] = reason_code
+        return self._post(f"/cohorts/{cohort_id}/samples/{int(index)}/review", body, idempotency_key)
+
+    def reviews(self, cohort_id: str) -> list[dict[str, Any]]:
+        """The cohort's audit trail: every decision (who, when, why), newest first."""
+        return self._all(f"/cohorts/{cohort_id}/reviews")
 
     # -- jobs ----------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ in a thread) and one worker process (embedded broker unless ``SYNTHCOHORT_BROKER
 make an API key, upload the phantom data set (:mod:`imaging.phantoms`, as a MedMNIST-style
 ``.npz``) through ``POST /v1/datasets``, ask for a cohort of the minority class ``lesion``
 (which trains a small generator first), follow the job's progress, then print the verdict, the
-counts of released and held samples, and where the HTML report and the downloaded archive are.
+counts of released and held samples, where the HTML report and the downloaded archive are, and
+the address of the cohort's review page (``/ui/cohorts/<id>``; it stays up with ``--keep``).
 The API and the worker are stopped on exit, on errors and on Ctrl-C (which also cancels the job).
 """
 
@@ -158,9 +159,14 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"          - {reason}")
         for line in metric_lines(cohort.get("metrics") or {}):
             print(f"          {line}")
-        print(f"samples   {cohort['released']} released, {cohort['held']} held for review, "
+        held = "withheld (cohort failed)" if cohort["verdict"] == "failed" else "held for review"
+        print(f"samples   {cohort['released']} released, {cohort['held']} {held}, "
               f"{cohort['rejected']} rejected (of {cohort['count']})")
         print(f"report    {report}")
+        print(f"page      {review_page(api.url, cohort['id'])}")
+        if not args.keep:
+            print(f"          (open it while the API runs: rerun with --keep, or `synthcohort serve` and "
+                  f"{review_page(f'http://{settings.api_host}:{settings.api_port}', cohort['id'])})")
         if cohort["released"]:
             print("3/3 download the released samples", flush=True)
             folder = client.download(cohort["id"], out_dir, format="png", archive="zip")
@@ -172,7 +178,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 print("          A few minutes of CPU training rarely reach the 0.90 standard; the gate held the "
                       "cohort back, as it should. Train longer (--steps), on a GPU, or see report.html.")
         if args.keep:
-            print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Ctrl-C stops them.", flush=True)
+            print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Open the page above and sign "
+                  "in with that key. Ctrl-C stops them.", flush=True)
             while worker.poll() is None:
                 time.sleep(1.0)
         return 0
@@ -189,6 +196,11 @@ def run_demo(args: argparse.Namespace) -> int:
         if worker is not None:
             stop_worker(worker)
         api.stop()
+
+
+def review_page(api_url: str, cohort_id: str) -> str:
+    """The address of a cohort's review page on the API at ``api_url``."""
+    return f"{api_url.rstrip('/')}/ui/cohorts/{cohort_id}"
 
 
 def _safe(url: str) -> str:

@@ -265,3 +265,151 @@ def test_download_holds_released_samples_only(api: Api, cohort: str) -> None:
     assert api.get(f"/v1/cohorts/{cohort}/download", "bob").status_code == 404
     bad = api.get(f"/v1/cohorts/{cohort}/download", "alice", params={"archive": "rar"})
     assert bad.status_code == 422 and bad.json()["field"] == "archive"
+
+
+def _decode(arr: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    import base64
+
+    data = np.frombuffer(base64.b64decode(arr["data"]), dtype="<u2").reshape(arr["shape"])
+    mask = arr.get("mask")
+    spatial = arr["shape"][1:]
+    return data, (np.frombuffer(base64.b64decode(mask), dtype=np.uint8).reshape([1, *spatial]) if mask else None)
+
+
+def test_reset_undoes_a_decision_and_the_audit_trail_keeps_every_step(api: Api, cohort: str) -> None:
+    from synthcohort.store.db import Review, Sample
+
+    finish_cohort(api, cohort)
+    url = f"/v1/cohorts/{cohort}/samples/{{}}/review"
+    assert api.post(url.format(1), "reviewer", {"decision": "reset"}).status_code == 409  # held: nothing to undo
+    assert api.post(url.format(1), "reviewer", {"decision": "approve"}).json()["state"] == "released"
+    undone = api.post(url.format(1), "admin", {"decision": "reset", "reason": "undo"})
+    assert undone.status_code == 200 and undone.json()["state"] == "held", undone.text
+    assert api.post(url.format(1), "alice", {"decision": "reset"}).status_code == 403  # requesters never decide
+    rej = api.post(url.format(1), "reviewer",
+                   {"decision": "reject", "reason_code": "near_copy", "reason": "lesion of train 12"})
+    assert rej.status_code == 200 and rej.json()["state"] == "rejected"
+    assert [(r["decision"], r["reason_code"]) for r in rej.json()["reviews"]] == [
+        ("approve", None), ("reset", None), ("reject", "near_copy")]
+    # bad input: 422 naming the field, nothing recorded
+    for body, field in (({"decision": "approve", "reason_code": "artefact"}, "reason_code"),
+                        ({"decision": "reject", "reason_code": "ugly"}, "reason_code"),
+                        ({"decision": "reject", "reason_code": "other", "reason": "  "}, "reason"),
+                        ({"decision": "undo"}, "decision")):
+        bad = api.post(url.format(2), "reviewer", body)
+        assert bad.status_code == 422 and bad.json()["field"] == field, (body, bad.text)
+    ok = api.post(url.format(2), "reviewer", {"decision": "reject", "reason_code": "other", "reason": "two lesions"})
+    assert ok.status_code == 200
+    trail = api.get(f"/v1/cohorts/{cohort}/reviews", "alice")  # the owner reads who decided what
+    assert trail.status_code == 200
+    items = trail.json()["items"]
+    assert [(r["index"], r["decision"], r["reason_code"], r["reviewer_name"]) for r in items] == [
+        (2, "reject", "other", "reviewer"), (1, "reject", "near_copy", "reviewer"), (1, "reset", None, "admin"),
+        (1, "approve", None, "reviewer")]
+    assert items[0]["reason"] == "two lesions" and items[0]["created_at"]
+    assert trail.json()["total"] == 4
+    assert api.get(f"/v1/cohorts/{cohort}/reviews", "bob").status_code == 404
+    with api.session() as s:
+        assert [(r.decision, r.reason_code) for r in s.query(Review).order_by(Review.id)] == [
+            ("approve", None), ("reset", None), ("reject", "near_copy"), ("reject", "other")]
+        states = dict(s.query(Sample.index, Sample.state).filter(Sample.cohort_id == cohort).all())
+        assert {i: st.value for i, st in states.items()} == {0: "released", 1: "rejected", 2: "rejected", 3: "released"}
+
+
+def test_pixels_are_the_samples_intensities_2d_and_3d(api: Api, cohort: str, dataset_id: str) -> None:
+    images = finish_cohort(api, cohort)
+    r = api.get(f"/v1/cohorts/{cohort}/samples/0/pixels", "alice")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["shape"], body["spatial_dims"], body["dtype"], body["mask"]) == ([1, 16, 16], 2, "uint16", None)
+    data, _ = _decode(body)
+    np.testing.assert_array_equal(data, np.rint(images[0] * 65535).astype(np.uint16))
+    assert api.get(f"/v1/cohorts/{cohort}/samples/1/pixels", "alice").status_code == 403  # held
+    assert api.get(f"/v1/cohorts/{cohort}/samples/1/pixels", "reviewer").status_code == 200
+    assert api.get(f"/v1/cohorts/{cohort}/samples/1/pixels", "bob").status_code == 404
+
+    other = request_cohort(api, dataset_id, seed=8).json()["id"]
+    volumes = finish_cohort(api, other, volumes=True)
+    vol = api.get(f"/v1/cohorts/{other}/samples/0/pixels", "alice").json()
+    assert (vol["shape"], vol["spatial_dims"]) == ([1, 6, 12, 10], 3)
+    data, _ = _decode(vol)
+    np.testing.assert_array_equal(data, np.rint(volumes[0] * 65535).astype(np.uint16))
+    assert [int(data[0, k, 0, 0]) // 257 for k in range(6)] == [0, 40, 80, 120, 160, 200]  # slice k has level 40·k
+
+
+def test_image_array_carries_a_mask_of_the_images_shape() -> None:
+    from synthcohort.api.pixels import image_array
+
+    image = np.zeros((1, 3, 4, 5), np.float32)
+    mask = np.zeros((1, 3, 4, 5), np.uint8)
+    mask[0, 1, 2, 3] = 1
+    out = image_array(image, mask, (1.0, 1.5, 2.0))
+    _, decoded = _decode(out)
+    assert decoded.shape == (1, 3, 4, 5) and decoded.sum() == 1 and decoded[0, 1, 2, 3] == 1
+    assert out["spacing"] == [1.0, 1.5, 2.0]
+    from synthcohort.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as err:
+        image_array(image, np.zeros((1, 2, 2), np.uint8))
+    assert err.value.field == "mask"
+
+
+def test_nearest_training_images_for_reviewers_only(api: Api, cohort: str, dataset_id: str) -> None:
+    from synthcohort.store.datasets import DatasetStore
+    from synthcohort.store.db import Sample
+
+    finish_cohort(api, cohort)
+    train = DatasetStore().get(dataset_id).split("train")
+    near = {"sample_id": train.sample_ids[3], "feature_distance": 0.25, "pixel_correlation": 0.5,
+            "pixel_sample_id": train.sample_ids[5]}
+    with api.session() as s:
+        row = s.query(Sample).filter(Sample.cohort_id == cohort, Sample.index == 1).one()
+        row.scores = {**row.scores, "nearest_train": near}
+        s.commit()
+    report_path = layout.cohort_report_dir(cohort) / "report.json"
+    report = json.loads(report_path.read_text())
+    report["details"] = {"thresholds": {"near_copy_feature_distance": 0.1, "near_copy_pixel_correlation": 0.97,
+                                        "outlier_radius": 2.5}}
+    report_path.write_text(json.dumps(report))
+
+    url = f"/v1/cohorts/{cohort}/samples/1/nearest"
+    denied = api.get(url, "alice")
+    assert denied.status_code == 403 and denied.json()["field"] == "X-API-Key"
+    r = api.get(url, "reviewer")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["index"] == 1 and body["outlier_radius"] == 2.5
+    (feat, pix) = body["items"]
+    assert [feat[k] for k in ("space", "sample_id", "measure", "value", "threshold", "near_copy_when")] == [
+        "features", train.sample_ids[3], "feature_distance", 0.25, 0.1, "at_or_below"]
+    assert (pix["space"], pix["sample_id"], pix["value"], pix["threshold"], pix["near_copy_when"]) == (
+        "pixels", train.sample_ids[5], 0.5, 0.97, "at_or_above")
+    for item, row in ((feat, 3), (pix, 5)):
+        data, _ = _decode(item["image"])
+        np.testing.assert_array_equal(data, np.rint(train.images[row] * 65535).astype(np.uint16))
+    assert api.get(f"/v1/cohorts/{cohort}/samples/9/nearest", "reviewer").status_code == 404
+
+
+def test_report_pictures_follow_the_report_html_rule(api: Api, cohort: str) -> None:
+    finish_cohort(api, cohort)
+    report_dir = layout.cohort_report_dir(cohort)
+    for name in ("tsne.png", "grid_real.png"):
+        (report_dir / name).write_bytes(b"\x89PNG\r\n\x1a\n" + name.encode())
+    tsne = api.get(f"/v1/cohorts/{cohort}/report/tsne.png", "alice")  # points only: the owner sees it
+    assert tsne.status_code == 200 and tsne.headers["content-type"] == "image/png"
+    assert tsne.content.endswith(b"tsne.png")
+    assert api.get(f"/v1/cohorts/{cohort}/report/grid_real.png", "alice").status_code == 403  # real images
+    assert api.get(f"/v1/cohorts/{cohort}/report/grid_real.png", "reviewer").status_code == 200
+    assert api.get(f"/v1/cohorts/{cohort}/report/grid_synthetic.png", "reviewer").status_code == 404  # not drawn
+    assert api.get(f"/v1/cohorts/{cohort}/report/tsne.png", "bob").status_code == 404
+    bad = api.get(f"/v1/cohorts/{cohort}/report/..%2Fsamples%2Fmanifest.csv", "reviewer")
+    assert bad.status_code in (404, 422)
+    bad = api.get(f"/v1/cohorts/{cohort}/report/secret.png", "reviewer")
+    assert bad.status_code == 422 and bad.json()["field"] == "picture"
+
+
+def test_me_names_the_callers_key_and_role_only(api: Api) -> None:
+    r = api.get("/v1/me", "reviewer")
+    assert r.status_code == 200 and r.json() == {"id": api.key_ids["reviewer"], "name": "reviewer", "role": "reviewer"}
+    assert api.get("/v1/me", "bob").json()["role"] == "requester"
+    assert api.client.get("/v1/me").status_code == 401

@@ -32,11 +32,16 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
     cohort_id = re.search(r"^cohort\s+(coh-\w+)", out, re.M).group(1)
     verdict = re.search(r"^verdict\s+(\w+)", out, re.M).group(1)
     assert verdict in ("passed", "failed", "needs_review")
-    released, held, rejected, count = map(int, re.search(
-        r"^samples\s+(\d+) released, (\d+) held for review, (\d+) rejected \(of (\d+)\)", out, re.M).groups())
+    found = re.search(r"^samples\s+(\d+) released, (\d+) (held for review|withheld \(cohort failed\)), "
+                      r"(\d+) rejected \(of (\d+)\)", out, re.M)
+    released, held, rejected, count = (int(found.group(i)) for i in (1, 2, 4, 5))
     assert count == 16 and released + held + rejected == 16
+    assert (found.group(3) == "withheld (cohort failed)") is (verdict == "failed")
     if verdict == "failed":
         assert released == 0
+    # the review page's address, on the API the demo ran
+    api_url = re.search(r"^API\s+(http://127\.0\.0\.1:\d+)", out, re.M).group(1)
+    assert re.search(rf"^page\s+{re.escape(api_url)}/ui/cohorts/{cohort_id}$", out, re.M), out
     report = Path(re.search(r"^report\s+(\S+)", out, re.M).group(1))
     assert report == synthcohort_home.resolve() / "cohorts" / cohort_id / "report" / "report.html"
     assert report.is_file() and "<html" in report.read_text()[:2000].lower()

@@ -119,6 +119,28 @@ def test_every_package_folder_is_listed_for_setuptools():
     assert on_disk == listed
 
 
+# Files that are not Python modules, in folders that are not packages.
+DATA_FILES = ("synthcohort/validation/templates/report.html", "synthcohort/api/static/shell.html",
+              "synthcohort/api/static/ui.js", "synthcohort/api/static/ui.css",
+              "synthcohort/store/migrations/script.py.mako")
+
+
+@pytest.mark.slow
+def test_a_wheel_built_without_git_carries_the_data_files(tmp_path):
+    """The docker images build from a copy without .git, where setuptools-scm lists no files:
+    the report template and the review page must still be in the wheel."""
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], capture_output=True, check=True, timeout=120)
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("synthcohort-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [f for f in DATA_FILES if f not in names] == []
+
+
 @pytest.mark.slow
 def test_a_built_wheel_installs_one_top_level_package(tmp_path):
     """Built from a clone of the committed tree, so that no stale build/ folder can leak into it."""
@@ -131,8 +153,7 @@ def test_a_built_wheel_installs_one_top_level_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"synthcohort"}
-    for needed in ("synthcohort/api/routers/cohorts.py", "synthcohort/validation/templates/report.html",
-                   "synthcohort/store/migrations/script.py.mako", "synthcohort/core/version.py",
+    for needed in ("synthcohort/api/routers/cohorts.py", *DATA_FILES, "synthcohort/core/version.py",
                    "synthcohort/generators/nets/layers.py"):
         assert needed in names
     # the version carries the commit it was built from (setuptools-scm), which code_version reads back

@@ -25,6 +25,7 @@ from synthcohort.validation import stages
 from synthcohort.validation.collapse import tsne_plot
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.encoder import FeatureExtractor
+from synthcohort.validation.explanations import explain
 from synthcohort.validation.report import write_report
 from synthcohort.validation.stages import RealSplit, SplitLike
 from synthcohort.validation.verdict import ValidationReport, decide
@@ -151,10 +152,12 @@ def validate_arrays(
     decision = decide(found.metrics, samples, cfg.decision)
     decision.hold_every_sample(samples)
     found.details["decision_rule"] = cfg.decision
+    found.details["explanation"] = explain(decision.verdict, found.metrics, samples,
+                                           found.details.get("utility_saturated"), rule=cfg.decision)
     prov = _provenance(provenance, cfg, inp.class_name, class_index, manifest_rows, found.extractors)
     found.details["timings_s"] = step.timings
-    report = ValidationReport(decision.verdict, decision.reasons, found.metrics, samples, found.extractors, prov, found.warnings,
-                              found.details)
+    report = ValidationReport(decision.verdict, decision.reasons, found.metrics, samples, found.extractors, prov,
+                              found.warnings, found.details)
     if out_dir is not None:
         out_dir = Path(out_dir)
         tsne_path = None
@@ -180,7 +183,7 @@ def _provenance(user: dict | None, cfg: ValidationConfig, class_name: str, class
         "extractors": extractors,
         "code_version": code_version(),
         "config": cfg.model_dump(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if rows:
         prov["model_ids"] = sorted({r.get("model_id", "") for r in rows} - {""})

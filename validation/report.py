@@ -15,7 +15,8 @@ from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
 from synthcohort.core.seeding import numpy_rng
 from synthcohort.imaging.sample_files import encode_png, preview
 from synthcohort.validation.copies import CopyScreen
-from synthcohort.validation.verdict import ValidationReport
+from synthcohort.validation.explanations import GATE_WORDS, PICTURE_CAPTIONS, explain
+from synthcohort.validation.verdict import FAILED, ValidationReport
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 
@@ -32,13 +33,24 @@ def grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
     return out
 
 
-def _scale_for(h: int) -> int:
-    return max(1, 96 // max(h, 1))
+# Edge lengths in report.html, in screen pixels: a 28-pixel MedMNIST image is enlarged 3× in the
+# grids and 6× beside its nearest training image (nearest neighbour, no smoothing).
+GRID_TILE_PX = 96
+PAIR_TILE_PX = 168
+
+
+def _scale_for(h: int, target: int = PAIR_TILE_PX) -> int:
+    return max(1, target // max(h, 1))
 
 
 def _img_tag(data: bytes, alt: str, width: int | None = None) -> str:
     w = f' width="{width}"' if width else ""
     return f'<img class="pix" alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _figure(img: str, name: str) -> str:
+    """A picture with its one-line caption (the same words as on the review page)."""
+    return f'<figure>{img}<figcaption>{html.escape(PICTURE_CAPTIONS[name])}</figcaption></figure>'
 
 
 def write_report(
@@ -58,12 +70,12 @@ def write_report(
     rng = numpy_rng(seed)
     real_pick = real_images[np.sort(rng.choice(len(real_images), min(32, len(real_images)), replace=False))]
     syn_pick = synthetic[np.sort(rng.choice(len(synthetic), min(32, len(synthetic)), replace=False))]
-    h = preview(real_pick[0]).shape[0]
-    scale = max(1, 48 // max(h, 1))
+    scale = _scale_for(preview(real_pick[0]).shape[0], GRID_TILE_PX)
     pictures = {"grid_real.png": encode_png(grid(real_pick), scale), "grid_synthetic.png": encode_png(grid(syn_pick), scale)}
     for name, data in pictures.items():
         atomic_write_bytes(out_dir / name, data)
     report.details["pictures"] = sorted([*pictures, *(["tsne.png"] if tsne_png else [])])
+    report.details["captions"] = {name: PICTURE_CAPTIONS[name] for name in report.details["pictures"]}
     atomic_write_text(out_dir / "report.json", report.dumps())
     atomic_write_text(out_dir / "report.html", render_html(report, pictures, synthetic, train_images, screen, tsne_png, gallery_max))
 
@@ -84,7 +96,7 @@ def render_html(
         return "—" if x is None else f"{x:.4g}"
 
     rule = report.details.get("decision_rule", "point")
-    rows = []
+    gated, informational = [], []
     for name, m in report.metrics.items():
         j = m.to_json()
         ci = f"[{fmt(j['ci'][0])}, {fmt(j['ci'][1])}]" if j["ci"] else "—"
@@ -95,14 +107,31 @@ def render_html(
             res = res[:-5] + (" (decisive)" if m.decisive else
                               f" <span class='muted'>(CI contains the threshold at N = {m.n}"
                               + (f"; N ≈ {m.n_to_decide} would decide" if m.n_to_decide else "") + ")</span>") + "</td>"
+        if m.passed is not None and not m.threshold:
+            res = '<td class="muted">off</td>'  # a threshold of 0 turns the gate off
         thr = f"≥ {fmt(j['threshold'])}" if j["threshold"] is not None else "—"
         if name.startswith("utility_") and name != "utility_gain_minority_recall":
             continue
-        rows.append(f"<tr><td><code>{e(name)}</code></td><td>{fmt(j['value'])}</td><td>{ci}</td><td>{thr}</td>{res}<td>{e(m.label)}</td></tr>")
+        words = GATE_WORDS.get(name, ("", ""))[1]
+        what = f"{e(words)}<br><span class='muted'>{e(m.label)}</span>" if words else e(m.label)
+        row = (f"<tr><td><code>{e(name)}</code></td><td>{fmt(j['value'])}</td><td>{ci}</td><td>{thr}</td>{res}"
+               f"<td>{what}</td></tr>")
+        (gated if m.passed is not None else informational).append(row)
+    head = ("<tr><th>metric</th><th>value</th><th>95% CI</th><th>pass mark</th><th>result</th>"
+            "<th>what it measures</th></tr>")
+    metrics = f"<table>{head}{''.join(gated)}</table>" if gated else '<p class="muted">no gate was computed</p>'
+    if informational:
+        metrics += (f"<details><summary>Informational metrics ({len(informational)}), not gates</summary>"
+                    f"<table>{head}{''.join(informational)}</table></details>")
     warnings = "".join(f"<li>{e(w)}</li>" for w in report.warnings)
-    tsne = _img_tag(tsne_png.read_bytes(), "t-SNE", 480) if tsne_png and tsne_png.is_file() else '<p class="muted">not computed</p>'
+    tsne = (_figure(_img_tag(tsne_png.read_bytes(), "t-SNE", 560), "tsne.png") if tsne_png and tsne_png.is_file()
+            else '<p class="muted">not computed</p>')
     grids = (f"<table><tr><th>real ({e(str(prov.get('class_name', '')))}, training split)</th><th>synthetic</th></tr><tr>"
-             f"<td>{_img_tag(pictures['grid_real.png'], 'real')}</td><td>{_img_tag(pictures['grid_synthetic.png'], 'synthetic')}</td></tr></table>")
+             f"<td>{_figure(_img_tag(pictures['grid_real.png'], 'real'), 'grid_real.png')}</td>"
+             f"<td>{_figure(_img_tag(pictures['grid_synthetic.png'], 'synthetic'), 'grid_synthetic.png')}</td>"
+             "</tr></table>")
+    failed = report.verdict == FAILED
+    held = "withheld (cohort failed)" if failed else "held for review"
     cards = []
     flagged = [j for j, s in enumerate(report.samples) if s["flags"]]
     for j in flagged[:gallery_max]:
@@ -113,15 +142,18 @@ def render_html(
         pair = np.concatenate([preview(synthetic[j]), np.ones_like(preview(synthetic[j]))[:, :2], preview(train_images[t_idx])], axis=1)
         reasons = "".join(f"<li><b>{e(f['kind'])}</b>{_score(f)}: {e(f['reason'])}</li>" for f in s["flags"])
         cards.append(f'<div class="card">{_img_tag(encode_png(pair, sc), "flagged sample and nearest training image")}'
-                     f"<br>#{s['index']} <code>{e(s['file'])}</code> | nearest training image "
+                     f"<br>#{s['index']} <code>{e(s['file'])}</code> ({held}) | nearest training image "
                      f"<code>{e(s['nearest_train']['pixel_sample_id' if near_copy else 'sample_id'])}</code><ul>{reasons}</ul></div>")
-    gallery = (f'<p>{len(flagged)} flagged; left: synthetic, right: nearest training image.</p><div class="gallery">{"".join(cards)}</div>'
-               if flagged else "<p>No sample flagged.</p>")
+    gallery = (f'<p>{len(flagged)} flagged, {held}; left: synthetic, right: nearest training image.</p>'
+               f'<div class="gallery">{"".join(cards)}</div>' if flagged else "<p>No sample flagged.</p>")
+    if failed:
+        gallery = (f'<p class="bad">All {len(report.samples)} samples are withheld (cohort failed): the cohort missed '
+                   "a gate, and no review can release its samples.</p>" + gallery)
     if len(flagged) > gallery_max:
         gallery += f'<p class="muted">{len(flagged) - gallery_max} more flagged samples are listed in report.json.</p>'
     util = report.details.get("utility")
     if util:
-        head = "<tr><th>arm</th><th>added</th><th>minority recall</th><th>balanced accuracy</th><th>AUROC</th></tr>"
+        uhead = "<tr><th>arm</th><th>added</th><th>minority recall</th><th>balanced accuracy</th><th>AUROC</th></tr>"
         body = []
         for arm, r in util.items():
             cells = []
@@ -129,9 +161,16 @@ def render_html(
                 ci = r["ci"].get(m)
                 cells.append(f"<td>{fmt(r['values'][m])} <span class='muted'>{'[' + fmt(ci[0]) + ', ' + fmt(ci[1]) + ']' if ci else ''}</span></td>")
             body.append(f"<tr><td>{e(arm)}</td><td>{r['n_added']}</td>{''.join(cells)}</tr>")
-        utility = f"<table>{head}{''.join(body)}</table>"
+        utility = f"<table>{uhead}{''.join(body)}</table>"
+        saturated = report.details.get("utility_saturated") or []
+        if saturated:
+            utility = (f'<p class="note">Saturated: every arm reaches 1.0 on {e(", ".join(saturated))}, even '
+                       "without synthetic images, so this test cannot show whether the synthetic images help."
+                       "</p>" + utility)
     else:
         utility = '<p class="muted">not computed</p>'
+    plain = report.details.get("explanation") or explain(report.verdict, report.metrics, report.samples,
+                                                         report.details.get("utility_saturated"))
     prov_rows = "".join(
         f"<tr><th>{e(str(k))}</th><td><code>{e(json.dumps(v, default=str) if not isinstance(v, str) else v)}</code></td></tr>"
         for k, v in prov.items() if k != "config"
@@ -142,10 +181,15 @@ def render_html(
         subtitle=e(f"dataset {prov.get('dataset_id', '—')}, class {prov.get('class_name', '—')}, "
                    f"{len(report.samples)} synthetic samples, created {prov.get('created_at', '')}"),
         verdict=e(report.verdict),
+        summary=e(plain["summary"]),
+        plain_reasons="".join(f"<li>{e(r)}</li>" for r in plain["reasons"]),
+        next_steps="".join(f"<li>{e(r)}</li>" for r in plain["next_steps"]),
         reasons="".join(f"<li>{e(r)}</li>" for r in report.reasons),
         rule=e(RULE_TEXT[rule]),
+        samples_heading="Flagged samples: withheld (cohort failed)" if failed
+        else "Flagged samples (held back until a reviewer decides)",
         warnings=f"<h3>Warnings</h3><ul>{warnings}</ul>" if warnings else "",
-        metrics="".join(rows),
+        metrics=metrics,
         tsne=tsne,
         grids=grids,
         gallery=gallery,

@@ -22,6 +22,7 @@ from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 from synthcohort.validation.copies import CopyScreen, screen_copies
 from synthcohort.validation.dice import dice_gate
 from synthcohort.validation.encoder import FeatureExtractor, domain_encoder
+from synthcohort.validation.explanations import saturated_utility
 from synthcohort.validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
 from synthcohort.validation.frechet import Whitening, fd, relative_similarity
 from synthcohort.validation.inception import PREPROCESSING as INCEPTION_PREPROCESSING
@@ -176,7 +177,7 @@ def extract_features(inp: Inputs, *, encoder: FeatureExtractor | None, dataset_k
     feats = Features(enc, f_train_all, f_test_all, f_syn, f_train_all[inp.in_class_train],
                      f_test_all[inp.in_class_test], f_train_all[ref_idx], ref_idx)
     out.details["reference"] = {
-        "n": int(len(ref_idx)), "n_class_train": int(inp.in_class_train.sum()), "fraction": REFERENCE_FRACTION,
+        "n": len(ref_idx), "n_class_train": int(inp.in_class_train.sum()), "fraction": REFERENCE_FRACTION,
         "min_size": MIN_SAMPLES, "seed": int(ref_seed), "fingerprint": ref_key,
         "encoder_trained_without_it": enc.excluded == ref_key,
         "used_for": ["s_fid", "kid_reference", "s_fid_inception", "prdc real vs real", "bins real occupancy", "tsne"],
@@ -358,6 +359,7 @@ def utility(inp: Inputs) -> Findings:
     )
     out.details["utility"] = {a.name: {"values": a.values, "ci": a.ci, "n_added": a.n_added, "per_seed": a.per_seed}
                               for a in arms.values()}
+    out.details["utility_saturated"] = saturated_utility(out.details["utility"])
     for a in arms.values():
         for name, v in a.values.items():
             out.metrics[f"utility_{a.name}_{name}"] = info(v, ci=a.ci.get(name),

@@ -80,6 +80,7 @@ class Metric:
             "decisive": self.decisive,
             "n": self.n,
             "n_to_decide": self.n_to_decide,
+            "label": self.label,
         }
 
 

@@ -12,15 +12,20 @@ from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page, Review
 from synthcohort.api.routers import mark_replay
 from synthcohort.api.schemas import (
     ArchiveKind,
+    AuditEntry,
     CohortCreate,
     CohortOut,
+    ImageArray,
+    NearestOut,
+    ReportPicture,
     ReviewCreate,
     SampleFormat,
     SampleOut,
 )
 from synthcohort.api.schemas import Page as PageOf
 from synthcohort.api.services import cohorts as service
-from synthcohort.api.services.reviews import review_sample
+from synthcohort.api.services.neighbours import nearest
+from synthcohort.api.services.reviews import list_reviews, review_sample
 from synthcohort.store.db import SampleState
 
 router = APIRouter(prefix="/cohorts", tags=["cohorts"])
@@ -56,6 +61,13 @@ def get_report_html(cohort_id: str, key: Caller, session: DbSession) -> FileResp
     return FileResponse(service.report_file(session, key, cohort_id, "report.html"), media_type="text/html")
 
 
+@router.get("/{cohort_id}/report/{picture}", summary="A picture of the validation report (PNG)",
+            response_class=FileResponse, responses={200: {"content": {"image/png": {}}}})
+def get_report_picture(cohort_id: str, picture: ReportPicture, key: Caller, session: DbSession) -> FileResponse:
+    return FileResponse(service.report_picture(session, key, cohort_id, picture), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
 @router.get("/{cohort_id}/samples", response_model=PageOf[SampleOut], summary="Samples with state, flags, reviews")
 def list_samples(cohort_id: str, key: Caller, session: DbSession, page: Page,
                  state: Annotated[SampleState | None, Query(description="released | held | rejected")] = None) -> dict:
@@ -75,8 +87,26 @@ def get_thumbnail(cohort_id: str, index: int, key: Caller, session: DbSession) -
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
+@router.get("/{cohort_id}/samples/{index}/pixels", response_model=ImageArray,
+            summary="The sample's intensities (and mask) for window/level and slices")
+def get_pixels(cohort_id: str, index: int, key: Caller, session: DbSession) -> dict:
+    return service.pixels(session, key, cohort_id, index)
+
+
+@router.get("/{cohort_id}/samples/{index}/nearest", response_model=NearestOut,
+            summary="The training images nearest to a sample, with scores and thresholds (reviewer or admin)")
+def get_nearest(cohort_id: str, index: int, key: Reviewer, session: DbSession) -> dict:
+    return nearest(session, key, cohort_id, index)
+
+
+@router.get("/{cohort_id}/reviews", response_model=PageOf[AuditEntry],
+            summary="The audit trail: every review decision, newest first")
+def get_reviews(cohort_id: str, key: Caller, session: DbSession, page: Page) -> dict:
+    return list_reviews(session, key, cohort_id, page)
+
+
 @router.post("/{cohort_id}/samples/{index}/review", response_model=SampleOut,
-             summary="Approve or reject a flagged sample (reviewer or admin)")
+             summary="Approve, reject (with a reason code) or reset a flagged sample (reviewer or admin)")
 def review(cohort_id: str, index: int, body: ReviewCreate, key: Reviewer, idem: IdempotencyKey,
            session: DbSession) -> dict:
     return review_sample(session, key, cohort_id, index, body, idem)

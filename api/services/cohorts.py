@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from synthcohort.api.deps import PageParams
 from synthcohort.api.errors import Conflict, Forbidden
+from synthcohort.api.pixels import sample_file_array
 from synthcohort.api.schemas import CohortCreate
 from synthcohort.api.services.access import get_visible, visible
 from synthcohort.api.services.datasets import check_class, dataset_for
@@ -135,11 +136,12 @@ def report_file(session: Session, key: ApiKey, cohort_id: str, name: str) -> Pat
     beside its nearest training image), so a requester gets it only for a dataset they
     uploaded themselves; reviewers and admins always. The JSON report holds no pixels."""
     cohort = get_cohort(session, key, cohort_id)
-    if name.endswith(".html") and key.role == Role.requester:
-        dataset = session.get(DatasetRecord, cohort.dataset_id)
-        if dataset is None or dataset.owner_id != key.id:
-            raise Forbidden("report.html shows real training images of a dataset you did not upload; "
-                            "read /report (JSON) or ask a reviewer", field="cohort_id")
+    if name.endswith(".html"):
+        check_sees_training_images(session, key, cohort, "report.html")
+    return _report_path(cohort, name)
+
+
+def _report_path(cohort: Cohort, name: str) -> Path:
     path = layout.cohort_report_dir(cohort.id) / name
     if not path.is_file():
         if cohort.status != CohortStatus.ready:
@@ -149,14 +151,48 @@ def report_file(session: Session, key: ApiKey, cohort_id: str, name: str) -> Pat
     return path
 
 
+def check_sees_training_images(session: Session, key: ApiKey, cohort: Cohort, what: str) -> None:
+    """403 for a requester on a dataset they did not upload: ``what`` shows real training
+    images (or held samples, which may be near-copies of them)."""
+    if key.role != Role.requester:
+        return
+    dataset = session.get(DatasetRecord, cohort.dataset_id)
+    if dataset is None or dataset.owner_id != key.id:
+        raise Forbidden(f"{what} shows real training images of a dataset you did not upload; "
+                        "read /report (JSON) or ask a reviewer", field="cohort_id")
+
+
+# The real/synthetic grids show training images and held samples; the t-SNE shows points only.
+_PICTURES_WITH_IMAGES = ("grid_real.png", "grid_synthetic.png")
+
+
+def report_picture(session: Session, key: ApiKey, cohort_id: str, name: str) -> Path:
+    """A picture of the validation report (``name`` is one of ``schemas.ReportPicture``)."""
+    cohort = get_cohort(session, key, cohort_id)
+    if name in _PICTURES_WITH_IMAGES:
+        check_sees_training_images(session, key, cohort, name)
+    return _report_path(cohort, name)
+
+
+def report_data(cohort_id: str) -> dict[str, Any]:
+    """report.json of a cohort as a dict; {} when it is missing or unreadable (callers fall
+    back to what the Sample rows hold)."""
+    path = layout.cohort_report_dir(cohort_id) / layout.REPORT_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _may_see_image(key: ApiKey, sample: Sample) -> bool:
     """Held/rejected samples may be near-copies of real patients: only reviewers see them."""
     return sample.state == SampleState.released or key.role in (Role.reviewer, Role.admin)
 
 
-def _review_view(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "decision": r.decision, "reason": r.reason, "reviewer_id": r.reviewer_id,
-            "reviewer_name": r.reviewer_name, "created_at": r.created_at}
+def review_view(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "decision": r.decision, "reason_code": r.reason_code, "reason": r.reason,
+            "reviewer_id": r.reviewer_id, "reviewer_name": r.reviewer_name, "created_at": r.created_at}
 
 
 def sample_view(sample: Sample, key: ApiKey, nearest: dict[int, Any] | None = None) -> dict[str, Any]:
@@ -167,18 +203,17 @@ def sample_view(sample: Sample, key: ApiKey, nearest: dict[int, Any] | None = No
     return {
         "index": sample.index, "file": sample.file, "sha256": sample.sha256, "state": sample.state.value,
         "flags": sample.flags or [],
-        "nearest_train": nearest_train, "reviews": [_review_view(r) for r in sample.reviews],
+        "nearest_train": nearest_train, "reviews": [review_view(r) for r in sample.reviews],
         "thumbnail_url": thumb if _may_see_image(key, sample) else None,
     }
 
 
-def _report_nearest(cohort_id: str) -> dict[int, Any]:
+def report_nearest(cohort_id: str) -> dict[int, Any]:
     """index → nearest_train from report.json, for samples whose row lacks it."""
-    path = layout.cohort_report_dir(cohort_id) / layout.REPORT_JSON
     try:
-        samples = json.loads(path.read_text(encoding="utf-8")).get("samples", [])
+        samples = report_data(cohort_id).get("samples", [])
         return {int(s["index"]): s.get("nearest_train") for s in samples if "index" in s}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 
@@ -191,7 +226,7 @@ def list_samples(session: Session, key: ApiKey, cohort_id: str, state: SampleSta
     result = paginate(session, query.order_by(Sample.index), page, lambda s: s)
     nearest = None
     if any((s.scores or {}).get("nearest_train") is None for s in result["items"]):
-        nearest = _report_nearest(cohort.id)
+        nearest = report_nearest(cohort.id)
     result["items"] = [sample_view(s, key, nearest) for s in result["items"]]
     return result
 
@@ -206,18 +241,35 @@ def get_sample(session: Session, key: ApiKey, cohort_id: str, index: int) -> Sam
 
 def sample_detail(session: Session, key: ApiKey, cohort_id: str, index: int) -> dict[str, Any]:
     sample = get_sample(session, key, cohort_id, index)
-    return sample_view(sample, key, None if (sample.scores or {}).get("nearest_train") else _report_nearest(cohort_id))
+    return sample_view(sample, key, None if (sample.scores or {}).get("nearest_train") else report_nearest(cohort_id))
 
 
-def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> bytes:
+def _sample_path(sample: Sample, name: str) -> Path:
+    """A file of the cohort's sample dir; a manifest entry pointing outside it is refused."""
+    samples_dir = (layout.cohort_samples_dir(sample.cohort_id)).resolve()
+    path = (samples_dir / name).resolve()
+    if not path.is_relative_to(samples_dir):
+        raise InvalidInputError("sample file lies outside the cohort", path=name)
+    return path
+
+
+def _viewable_sample(session: Session, key: ApiKey, cohort_id: str, index: int) -> Sample:
     sample = get_sample(session, key, cohort_id, index)
     if not _may_see_image(key, sample):
         raise Forbidden(f"sample {index} is {sample.state.value}; only reviewers may view it", field="index")
-    samples_dir = (layout.cohort_samples_dir(sample.cohort_id)).resolve()
-    path = (samples_dir / sample.file).resolve()
-    if not path.is_relative_to(samples_dir):
-        raise InvalidInputError("sample file lies outside the cohort", path=sample.file)
-    return render_thumbnail(path)
+    return sample
+
+
+def thumbnail(session: Session, key: ApiKey, cohort_id: str, index: int) -> bytes:
+    sample = _viewable_sample(session, key, cohort_id, index)
+    return render_thumbnail(_sample_path(sample, sample.file))
+
+
+def pixels(session: Session, key: ApiKey, cohort_id: str, index: int) -> dict[str, Any]:
+    """The sample (and its mask) as ``ImageArray`` fields, for window/level and slicing."""
+    sample = _viewable_sample(session, key, cohort_id, index)
+    mask = _sample_path(sample, sample.mask_file) if sample.mask_file else None
+    return sample_file_array(_sample_path(sample, sample.file), mask)
 
 
 # ------------------------------------------------------------------ download
@@ -268,7 +320,8 @@ def provenance(cohort: Cohort, model: ModelRecordRow | None, dataset: DatasetRec
         "normalisation": meta.get("normalisation"),
         "released": len(released),
         "reviews": [
-            {"index": s.index, "decision": r.decision, "reason": r.reason, "reviewer_name": r.reviewer_name,
+            {"index": s.index, "decision": r.decision, "reason_code": r.reason_code, "reason": r.reason,
+             "reviewer_name": r.reviewer_name,
              "reviewer_id": r.reviewer_id, "created_at": r.created_at.isoformat()}
             for s in released for r in s.reviews
         ],
