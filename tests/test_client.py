@@ -154,7 +154,8 @@ def test_review_then_download_gives_only_released_samples(api, tmp_path):
     assert sorted(p.name for p in (first / "images").iterdir()) == ["000000.png", "000002.png"]
     provenance = json.loads((first / "provenance.json").read_text())
     assert (provenance["model_id"], provenance["dataset_id"]) == (MODEL, api["dataset_id"])
-    assert provenance["code_version"] == synthcohort.__version__
+    assert provenance["code_version"]["synthcohort"] == synthcohort.__version__
+    assert provenance["code_version"]["source"] in ("checkout", "build", "unknown")
     assert verify_sha256sums(first) == 5  # 2 images + manifest, datalist, provenance
 
     reviewed = reviewer.review(COHORT, 1, "approve", "not a copy: different anatomy")

@@ -56,7 +56,7 @@ def test_failed_cohort_reads_withheld_and_says_what_to_do() -> None:
     html = render(*make_report(FAILED))
     assert "withheld (cohort failed)" in html and "held for review" not in html
     assert "Failed: the cohort missed 1 of 2 gates" in html
-    assert "Similarity to real images: 0.42, below the pass mark 0.9" in html
+    assert "Similarity to real images: 0.42 (95 % CI 0.3–0.5), below the pass mark 0.9" in html
     assert "What to do next" in html and "Train longer" in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # still self-contained
 
