@@ -131,7 +131,9 @@ def explain(verdict: str, metrics: dict[str, Metric], samples: list[dict[str, An
     elif verdict == NEEDS_REVIEW and undecided:
         steps = ["A reviewer looks at the samples beside their nearest training images and approves or rejects "
                  "them (select a range to decide many at once).",
-                 "Or request a larger cohort: with more samples the gate can decide by itself."]
+                 "Or give the gate more images: N is the smaller of the cohort and the real images of the class "
+                 "it is compared with, so more real images (or a larger cohort, when that is the smaller) let it "
+                 "decide by itself."]
     elif verdict == NEEDS_REVIEW:
         steps = ["A reviewer looks at each flagged sample beside its nearest training images and approves or "
                  "rejects it.",

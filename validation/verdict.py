@@ -222,8 +222,9 @@ def decide(metrics: dict[str, Metric], samples: list[dict[str, Any]], rule: Deci
     if undecided:
         passed_text = [f"gates passed: {', '.join(gates)}"] if gates else []
         return Decision(NEEDS_REVIEW, list(undecided.values()) + passed_text + notes + [
-            f"every sample ({len(samples)}) is held until a reviewer decides; a larger cohort and hold-out "
-            "would let the gate decide by itself"], undecided)
+            f"every sample ({len(samples)}) is held until a reviewer decides; N is the smaller of the cohort and "
+            "the real reference sample of the class, so more real images of the class (or, when the cohort is the "
+            "smaller, a larger cohort) would let the gate decide by itself"], undecided)
     flagged = [s for s in samples if s["flags"]]
     if flagged:
         kinds: dict[str, int] = {}
