@@ -108,16 +108,9 @@ def max_correlation(
         q_t = torch.as_tensor(np.ascontiguousarray(qv, dtype=np.float32))
         for off in offsets:
             window = (slice(None), slice(None)) + tuple(slice(m + o, s - m + o) for o, s in zip(off, spatial))
-            q = _standardise(q_t[window])
-            for sl in _rows(len(q), len(r), chunk_bytes):
-                c = q[sl] @ r.T
-                if exclude_self:
-                    rows = torch.arange(sl.stop - sl.start)
-                    c[rows, rows + sl.start] = -float("inf")
-                v, i = c.max(1)
-                better = v > best[sl]
-                best[sl] = torch.where(better, v, best[sl])
-                arg[sl] = torch.where(better, i, arg[sl])
+            v, i = _best_match(_standardise(q_t[window]), r, chunk_bytes=chunk_bytes, exclude_self=exclude_self)
+            better = v > best
+            best, arg = torch.where(better, v, best), torch.where(better, i, arg)
     return best.double().numpy(), arg.numpy()
 
 
@@ -131,13 +124,20 @@ def _standardise(t: torch.Tensor) -> torch.Tensor:
 
 def _max_correlation_rows(query: np.ndarray, ref: np.ndarray, *, chunk_bytes: int,
                           exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    q_all, r = _standardise(_t(query)), _standardise(_t(ref))
-    best = np.empty(len(q_all)), np.empty(len(q_all), dtype=np.int64)
-    for sl in _rows(len(q_all), len(r), chunk_bytes):
-        c = q_all[sl] @ r.T
+    v, i = _best_match(_standardise(_t(query)), _standardise(_t(ref)), chunk_bytes=chunk_bytes,
+                       exclude_self=exclude_self)
+    return v.numpy(), i.numpy()
+
+
+def _best_match(q: torch.Tensor, r: torch.Tensor, *, chunk_bytes: int,
+                exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest dot product of each standardised query row with any ref row, and its index,
+    a block of query rows at a time."""
+    best, arg = torch.empty(len(q), dtype=q.dtype), torch.empty(len(q), dtype=torch.int64)
+    for sl in _rows(len(q), len(r), chunk_bytes):
+        c = q[sl] @ r.T
         if exclude_self:
             rows = torch.arange(sl.stop - sl.start)
             c[rows, rows + sl.start] = -float("inf")
-        v, i = c.max(1)
-        best[0][sl], best[1][sl] = v.numpy(), i.numpy()
-    return best
+        best[sl], arg[sl] = c.max(1)
+    return best, arg
