@@ -13,7 +13,7 @@ const REASONS = {
 };
 const REASON_KEYS = ["near_copy", "artefact", "implausible_anatomy", "wrong_class", "other"];
 const FLAG_WORDS = {
-  near_copy: "near copy", outlier: "outlier", broken: "broken",
+  near_copy: "near copy", outlier: "outlier", broken: "broken", gate_not_decisive: "gate not decisive",
 };
 
 // ---------------------------------------------------------------- small DOM helpers
@@ -639,7 +639,7 @@ async function renderDetail() {
     el("h3", {}, `Sample #${s.index} `, el("span", { class: `state-word state-${s.state}`, id: "detail-state", text: stateWords(s) })),
     el("p", { class: "muted" }, el("code", { text: s.file })),
     el("ul", { class: "flags" }, s.flags.map((f) => el("li", {}, el("b", { text: FLAG_WORDS[f.kind] || f.kind }),
-      ` (score ${fmt(f.score)}): ${f.reason}`))),
+      f.score === null || f.score === undefined ? `: ${f.reason}` : ` (score ${fmt(f.score)}): ${f.reason}`))),
     buttons, imageBox, history].filter(Boolean));
   if (!s.thumbnail_url) {
     imageBox.append(el("p", { class: "muted", text: "The image of a held sample is shown to reviewers only (it may copy a patient)." }));
