@@ -1,16 +1,17 @@
-"""Who sees what. A requester sees only their own models, cohorts and jobs; a reviewer also
-every cohort; an admin everything. What a caller may not see is answered as not found (404),
-so ids of other people's work do not leak."""
+"""Who sees what. A requester sees only their own models, cohorts and jobs, and the dataset
+versions they imported (a grant) or an admin shared; a reviewer also every cohort; an admin
+everything. What a caller may not see is answered as not found (404), so ids of other people's
+work and data do not leak."""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from synthcohort.core.errors import NotFoundError
-from synthcohort.store.db import ApiKey, Cohort, Job, ModelRecordRow, Role
+from synthcohort.store.db import ApiKey, Cohort, DatasetGrant, DatasetRecord, Job, ModelRecordRow, Role
 
 Owned = TypeVar("Owned", Cohort, Job, ModelRecordRow)
 
@@ -32,3 +33,24 @@ def get_visible(session: Session, model: type[Owned], ident: str, key: ApiKey, *
     if row is None or not (sees_all(key, model) or row.owner_id == key.id):
         raise NotFoundError(f"no {_NAMES[model]} {ident!r}", field=field)
     return row
+
+
+def _granted(key: ApiKey):
+    return exists().where(DatasetGrant.dataset_id == DatasetRecord.id, DatasetGrant.key_id == key.id)
+
+
+def visible_datasets(query: Select, key: ApiKey) -> Select:
+    """Restrict a select over datasets to the caller's: imported by them, or shared."""
+    if key.role == Role.admin:
+        return query
+    return query.where(or_(DatasetRecord.shared.is_(True), _granted(key)))
+
+
+def imported_by(session: Session, dataset_id: str, key: ApiKey) -> bool:
+    """Whether ``key`` imported this dataset version (so it may see its real images)."""
+    return session.scalar(select(exists().where(DatasetGrant.dataset_id == dataset_id,
+                                                DatasetGrant.key_id == key.id))) or False
+
+
+def may_see_dataset(session: Session, row: DatasetRecord, key: ApiKey) -> bool:
+    return key.role == Role.admin or row.shared or imported_by(session, row.id, key)
