@@ -36,13 +36,13 @@ def check_nifti_header(path: Path) -> None:
         shape = tuple(int(d) for d in header.get_data_shape())
         dtype = header.get_data_dtype()
         offset = int(header.get_data_offset())
-        sizeof_hdr = int(header["sizeof_hdr"])
+        sizeof_hdr = _raw_sizeof_hdr(path)  # nibabel "fixes" a wrong one silently on load
     except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error...)
         raise InvalidInputError(f"has no readable NIfTI header ({type(exc).__name__}: {exc})", path=path) from exc
     expected = NIFTI_HEADER_SIZES.get(type(header))
     if expected is None:
         raise InvalidInputError(f"is not a NIfTI-1/2 file ({type(header).__name__})", path=path)
-    if sizeof_hdr != expected:
+    if sizeof_hdr not in (expected, int.from_bytes(expected.to_bytes(4, "little"), "big")):
         raise InvalidInputError(f"header says sizeof_hdr={sizeof_hdr}; a {type(header).__name__[:6]} header is "
                                 f"{expected}: corrupt", path=path)
     if not shape or min(shape) <= 0:
@@ -55,8 +55,15 @@ def check_nifti_header(path: Path) -> None:
     else:
         have = path.stat().st_size
     if have < needed:
-        raise InvalidInputError(f"is truncated: its header needs {needed} bytes of data, the file has {have}",
-                                path=path)
+        raise InvalidInputError(f"is corrupt or truncated: its header needs {needed} bytes of data, "
+                                f"the file has {have}", path=path)
+
+
+def _raw_sizeof_hdr(path: Path) -> int:
+    """The header's first field as written (in the file's byte order, little read first)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return int.from_bytes(f.read(4), "little")
 
 
 def _gunzipped_bytes(path: Path, needed: int) -> int:
@@ -95,5 +102,5 @@ def check_dicom_header(path: Path) -> None:
         return  # compressed frames: their size says nothing; the reader decodes them
     have = path.stat().st_size - header_end
     if have < nbytes:
-        raise InvalidInputError(f"is truncated: pixel data needs {nbytes} bytes, the file has {max(have, 0)} "
-                                "after the header", path=path)
+        raise InvalidInputError(f"is corrupt or truncated: pixel data needs {nbytes} bytes, the file has "
+                                f"{max(have, 0)} after the header", path=path)

@@ -33,7 +33,7 @@ def read_headers(path: Path) -> list[NpyHeader]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
-        raise InvalidInputError(f"is not a readable .npz ({exc})", path=path) from exc
+        raise InvalidInputError(f"is not a readable .npz: corrupt or truncated ({exc})", path=path) from exc
     headers = []
     with zf:
         if not zf.namelist():
@@ -49,8 +49,8 @@ def read_headers(path: Path) -> list[NpyHeader]:
                     shape, _fortran, dtype = read(f, max_header_size=10_000)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
                     zlib.error) as exc:
-                raise InvalidInputError(f"member {name!r} has no readable .npy header ({exc})", path=path,
-                                        member=name) from exc
+                raise InvalidInputError(f"member {name!r} has no readable .npy header: corrupt or truncated "
+                                        f"({exc})", path=path, member=name) from exc
             if dtype.hasobject:
                 raise InvalidInputError(f"array {name!r} holds Python objects (pickle); not accepted", path=path,
                                         member=name)
