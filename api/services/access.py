@@ -43,11 +43,15 @@ def visible_datasets(query: Select, key: ApiKey) -> Select:
     """Restrict a select over datasets to the caller's: imported by them, or shared."""
     if key.role == Role.admin:
         return query
-    return query.where(or_(DatasetRecord.shared.is_(True), _granted(key)))
+    return query.where(or_(DatasetRecord.shared.is_(True), DatasetRecord.owner_id == key.id, _granted(key)))
 
 
 def imported_by(session: Session, dataset_id: str, key: ApiKey) -> bool:
-    """Whether ``key`` imported this dataset version (so it may see its real images)."""
+    """Whether ``key`` imported this dataset version (its first importer, the recorded owner, or
+    a later one with a grant), so it may see its real images."""
+    row = session.get(DatasetRecord, dataset_id)
+    if row is not None and row.owner_id == key.id:
+        return True
     return session.scalar(select(exists().where(DatasetGrant.dataset_id == dataset_id,
                                                 DatasetGrant.key_id == key.id))) or False
 
