@@ -84,6 +84,7 @@ def test_datasets_are_seen_and_used_only_by_their_importers_or_when_shared(api: 
               api.post("/v1/cohorts", "bob", {"dataset_id": ds, **COHORT})):
         assert r.status_code == 404 and r.json()["field"] == "dataset_id", r.text
     assert api.get("/v1/datasets", "reviewer").json()["total"] == 0
+    assert api.get(f"/v1/datasets/{ds}", "reviewer").status_code == 404
     assert api.counts()["models"] == 0 and api.counts()["cohorts"] == 0 and api.counts()["jobs"] == 1
 
     # only an admin shares, and that is recorded; then bob may use it
@@ -107,6 +108,11 @@ def test_datasets_are_seen_and_used_only_by_their_importers_or_when_shared(api: 
     assert api.get(f"/v1/datasets/{ds}", "bob").status_code == 200
     assert api.get(f"/v1/datasets/{ds}", "reviewer").status_code == 404
     assert api.get(f"/v1/datasets/{ds}", "admin").status_code == 200
+    # a reviewer sees (for the review page), but cannot use, the dataset of a cohort to review
+    assert api.post("/v1/cohorts", "alice", {"dataset_id": ds, **COHORT}).status_code == 202
+    assert api.get(f"/v1/datasets/{ds}", "reviewer").status_code == 200
+    assert api.get("/v1/datasets", "reviewer").json()["total"] == 1
+    assert api.post("/v1/models", "reviewer", {"dataset_id": ds, **MODEL}).status_code == 404
 
 
 # ------------------------------------------------------------------ finding 3: two 500s on uploads

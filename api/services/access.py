@@ -39,11 +39,19 @@ def _granted(key: ApiKey):
     return exists().where(DatasetGrant.dataset_id == DatasetRecord.id, DatasetGrant.key_id == key.id)
 
 
+def _reviewed(dataset_id):
+    return exists().where(Cohort.dataset_id == dataset_id)
+
+
 def visible_datasets(query: Select, key: ApiKey) -> Select:
-    """Restrict a select over datasets to the caller's: imported by them, or shared."""
+    """Restrict a select over datasets to the caller's: imported by them, or shared; a reviewer
+    also sees (not uses) the dataset of any cohort, as every cohort is theirs to review."""
     if key.role == Role.admin:
         return query
-    return query.where(or_(DatasetRecord.shared.is_(True), DatasetRecord.owner_id == key.id, _granted(key)))
+    rules = [DatasetRecord.shared.is_(True), DatasetRecord.owner_id == key.id, _granted(key)]
+    if key.role == Role.reviewer:
+        rules.append(_reviewed(DatasetRecord.id))
+    return query.where(or_(*rules))
 
 
 def imported_by(session: Session, dataset_id: str, key: ApiKey) -> bool:
@@ -56,5 +64,9 @@ def imported_by(session: Session, dataset_id: str, key: ApiKey) -> bool:
                                                 DatasetGrant.key_id == key.id))) or False
 
 
-def may_see_dataset(session: Session, row: DatasetRecord, key: ApiKey) -> bool:
-    return key.role == Role.admin or row.shared or imported_by(session, row.id, key)
+def may_see_dataset(session: Session, row: DatasetRecord, key: ApiKey, *, use: bool = False) -> bool:
+    """Whether ``key`` may see the dataset (``use``: train or sample on it, which a reviewer's
+    view of a cohort's dataset does not grant)."""
+    if key.role == Role.admin or row.shared or imported_by(session, row.id, key):
+        return True
+    return not use and key.role == Role.reviewer and bool(session.scalar(select(_reviewed(row.id))))

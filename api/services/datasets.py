@@ -56,14 +56,14 @@ def sync_from_store(session: Session) -> None:
             session.rollback()
 
 
-def dataset_for(session: Session, dataset_id: str, key: ApiKey) -> DatasetRecord:
+def dataset_for(session: Session, dataset_id: str, key: ApiKey, *, use: bool = True) -> DatasetRecord:
     """The dataset row for a request field; 404 naming ``dataset_id`` when unknown or when the
     caller neither imported it nor was it shared (other people's data does not leak)."""
     row = session.get(DatasetRecord, dataset_id)
     if row is None:
         sync_from_store(session)
         row = session.get(DatasetRecord, dataset_id)
-    if row is None or not may_see_dataset(session, row, key):
+    if row is None or not may_see_dataset(session, row, key, use=use):
         raise NotFoundError(f"no dataset {dataset_id!r}", field="dataset_id")
     return row
 
@@ -97,7 +97,7 @@ def list_datasets(session: Session, key: ApiKey, page: PageParams) -> dict[str, 
 
 
 def get_dataset(session: Session, key: ApiKey, dataset_id: str) -> dict[str, Any]:
-    return dataset_view(dataset_for(session, dataset_id, key))
+    return dataset_view(dataset_for(session, dataset_id, key, use=False))
 
 
 def share_dataset(session: Session, key: ApiKey, dataset_id: str, body: DatasetShare) -> dict[str, Any]:
