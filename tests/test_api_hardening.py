@@ -215,6 +215,21 @@ def test_bad_nifti_or_dicom_is_refused_at_the_upload(api: Api, shared_data: Path
     assert words in body["detail"] and body["path"] == "scans.zip"
 
 
+@pytest.mark.shared_data
+def test_the_import_itself_refuses_a_wrong_sizeof_hdr_naming_the_member(shared_data: Path, tmp_path: Path,
+                                                                       synthcohort_home: Path) -> None:
+    """A server-path or CLI import runs the same header checks (nibabel would fix it silently)."""
+    from synthcohort.core.errors import InvalidInputError
+    from synthcohort.store.ingest import import_path
+
+    archive = tmp_path / "scans.zip"
+    archive.write_bytes(zip_bytes([("data/img.nii", _bad_nifti(shared_data, "sizeof_hdr"))]))
+    with pytest.raises(InvalidInputError) as e:
+        import_path(archive, modality="MR")
+    assert e.value.member == "data/img.nii" and "sizeof_hdr=350" in e.value.reason
+    assert e.value.path == str(archive) and "/tmp/" not in e.value.reason
+
+
 def test_an_import_failing_in_the_worker_names_the_member_and_removes_the_upload(
         api: Api, synthcohort_home: Path) -> None:
     """What the upload check cannot see cheaply (a PNG's content) fails in the worker: the
