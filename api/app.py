@@ -38,23 +38,32 @@ never starts a second job. Long work (import, training, cohorts) runs as jobs: p
 """
 
 
-def _error_body(error: str, detail: str, *, field: str | None = None, path: str | None = None) -> dict:
+def _error_body(error: str, detail: str, *, field: str | None = None, path: str | None = None,
+                member: str | None = None) -> dict:
     body: dict = {"error": error, "detail": detail}
     if field is not None:
         body["field"] = field
     if path is not None:
         body["path"] = path
+    if member is not None:
+        body["member"] = member
     return body
 
 
 async def _synthcohort_error(_request: Request, exc: SynthcohortError) -> JSONResponse:
-    return JSONResponse(_error_body(type(exc).__name__, exc.reason, field=exc.field, path=exc.path),
+    return JSONResponse(_error_body(type(exc).__name__, exc.reason, field=exc.field, path=exc.path,
+                                    member=exc.member),
                         status_code=exc.http_status)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = list(exc.errors())
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # loc is ("body", <byte offset>): the field is the body
+        at = (first.get("loc") or ("body", "?"))[-1]
+        body = _error_body("ValidationError", f"body is not valid JSON (at byte {at}: "
+                                              f"{(first.get('ctx') or {}).get('error', first['msg'])})", field="body")
+        return JSONResponse(body, status_code=422)
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or None
     detail = f"{field}: {first['msg']}" if field else str(first["msg"])

@@ -75,6 +75,9 @@ def idempotency_key(
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 
 
+MAX_OFFSET = 2**31 - 1  # past it the database's integer cannot take the OFFSET (an OverflowError, a 500)
+
+
 @dataclass(frozen=True)
 class PageParams:
     offset: int
@@ -82,7 +85,7 @@ class PageParams:
 
 
 def page_params(
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 50,
 ) -> PageParams:
     return PageParams(offset, limit)

@@ -3,10 +3,11 @@ the service README / OpenAPI document; ``extra="forbid"`` makes a misspelt field
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,15 @@ from synthcohort.generators.presets import PresetName
 from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 
 T = TypeVar("T")
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+# A moment in time, always with its zone: SQLite hands back naive datetimes on a reload, so
+# without this a replayed answer would lose the "Z" the first one had.
+Instant = Annotated[datetime, AfterValidator(_utc)]
 
 SEED_MAX = 2**31 - 1  # seeds are stored in 32-bit integer columns
 MAX_COHORT_COUNT = 100_000
@@ -53,8 +63,8 @@ class JobOut(BaseModel):
     metrics: dict[str, Any]
     error: str | None
     target_id: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Instant
+    updated_at: Instant
 
 
 class JobAccepted(BaseModel):
@@ -85,7 +95,14 @@ class DatasetOut(BaseModel):
     classes: list[str]
     counts: dict[str, Any]
     meta: dict[str, Any]
-    created_at: datetime
+    shared: bool = Field(description="an admin shared it with every key; else only its importers (and admins) see it")
+    created_at: Instant
+
+
+class DatasetShare(Request):
+    """Admin only: share a dataset version with every key, or take the sharing back."""
+
+    shared: bool
 
 
 # ---------------------------------------------------------------- models
@@ -118,7 +135,7 @@ class ModelOut(BaseModel):
     status: str
     checkpoint_sha256: str | None
     job_id: str | None
-    created_at: datetime
+    created_at: Instant
     history: list[Any] | dict[str, Any] | None = None
     code_version: dict[str, Any] | str | None = Field(
         default=None, description="The code that trained it: version, git commit, dirty, source (one model only).")
@@ -193,7 +210,7 @@ class CohortOut(BaseModel):
     seed: int
     format: str
     metrics: dict[str, Any]
-    created_at: datetime
+    created_at: Instant
 
 
 class ReviewOut(BaseModel):
@@ -203,7 +220,7 @@ class ReviewOut(BaseModel):
     reason: str
     reviewer_id: int
     reviewer_name: str
-    created_at: datetime
+    created_at: Instant
 
 
 class AuditEntry(ReviewOut):

@@ -15,11 +15,9 @@ import hashlib
 import re
 import secrets
 import shutil
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from numpy.lib import format as npy_format
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -27,6 +25,9 @@ from synthcohort.api.errors import BadRequest
 from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError, SynthcohortError, TooLargeError
 from synthcohort.core.settings import get_settings
+from synthcohort.imaging.header_checks import check_dicom_header, check_nifti_header
+from synthcohort.imaging.npz_headers import check_npz
+from synthcohort.imaging.readers import is_dicom, is_nifti
 from synthcohort.store.archives import ARCHIVE_SUFFIXES, extract_archive
 
 UPLOAD_SUFFIXES = (*ARCHIVE_SUFFIXES, ".npz")
@@ -193,7 +194,8 @@ async def receive_multipart(request: Request, *, max_bytes: int | None = None) -
 
 
 def check_upload(upload: ReceivedUpload) -> None:
-    """Vet the received file before a job is made; errors name the client's file name."""
+    """Vet the received file before a job is made; errors name the client's file name and the
+    member at fault, never the server's path."""
     assert upload.path is not None
     try:
         if upload.path.name.endswith(".npz"):
@@ -201,37 +203,31 @@ def check_upload(upload: ReceivedUpload) -> None:
         else:
             _check_archive(upload.path, upload.folder / "check")
     except SynthcohortError as exc:
-        raise type(exc)(exc.reason.replace(str(upload.path), upload.filename or "upload"),
-                        path=upload.filename, field=exc.field) from None
+        reason = exc.reason.replace(str(upload.folder / "check") + "/", "").replace(str(upload.path), "the upload")
+        raise type(exc)(reason, path=upload.filename, field=exc.field or "file", member=exc.member) from None
 
 
 def _check_archive(archive: Path, scratch: Path) -> None:
+    """Extract with the import's own checks, then read each NIfTI/DICOM header (cheap)."""
     scratch.mkdir()
     try:
         extract_archive(archive, scratch)
-        if not any(p.is_file() for p in scratch.rglob("*")):
+        files = [p for p in scratch.rglob("*") if p.is_file()]
+        if not files:
             raise InvalidInputError("the archive holds no files", path=archive)
+        for f in files:
+            try:
+                if is_nifti(f):
+                    check_nifti_header(f)
+                elif is_dicom(f):
+                    check_dicom_header(f)
+            except SynthcohortError as exc:
+                raise type(exc)(exc.reason, path=archive, member=f.relative_to(scratch).as_posix()) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _check_npz(path: Path) -> None:
-    """Each member must be an ``.npy`` with a readable header and no object dtype (pickle)."""
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not names:
-                raise InvalidInputError("the .npz holds no arrays", path=path)
-            for name in names:
-                if not name.endswith(".npy"):
-                    raise InvalidInputError(f"member {name!r} of the .npz is not an .npy array", path=path)
-                with zf.open(name) as f:
-                    version = npy_format.read_magic(f)
-                    read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
-                                   else npy_format.read_array_header_2_0)
-                    _shape, _fortran, dtype = read_header(f)
-                if dtype.hasobject:
-                    raise InvalidInputError(f"array {name!r} holds Python objects (pickle); not accepted", path=path)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise InvalidInputError(f"is not a readable .npz ({exc})", path=path) from exc
+    """Each member must be an ``.npy`` without pickled objects whose header's shape × dtype
+    fits the limits; checked before anything is decompressed."""
+    check_npz(path)

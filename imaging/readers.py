@@ -18,6 +18,8 @@ from pydicom.errors import InvalidDicomError
 
 from synthcohort.core.errors import InvalidInputError, TooLargeError
 from synthcohort.core.settings import get_settings
+from synthcohort.imaging.header_checks import check_dicom_header, check_nifti_header
+from synthcohort.imaging.npz_headers import check_npz
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -95,11 +97,13 @@ class MedmnistSplits:
 
 
 def read_medmnist(path: Path) -> MedmnistSplits:
-    """Read ``{train,val,test}_{images,labels}`` from a MedMNIST ``.npz`` (no pickles)."""
+    """Read ``{train,val,test}_{images,labels}`` from a MedMNIST ``.npz`` (no pickles); the
+    arrays' sizes are checked from their headers first (``imaging.npz_headers``)."""
     check_file_size(path)
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise InvalidInputError("is not a .npz file (no zip signature): corrupt or another format", path=path)
+    check_npz(path)
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     try:
@@ -195,6 +199,7 @@ def read_nifti(path: Path, *, reorient: bool = True) -> Volume:
     """
 
     check_file_size(path)
+    check_nifti_header(path)
     try:
         img = nib.load(str(path))
         ornt = nib.orientations.io_orientation(img.affine)
@@ -310,6 +315,7 @@ def read_dicom_series(uid: str, members: list[tuple[Path, object]], *, where: Pa
         step = float(getattr(first, "SliceThickness", 1.0) or 1.0)
     slices = []
     for path, _ in members:
+        check_dicom_header(path)
         try:
             ds = pydicom.dcmread(path)
             arr = ds.pixel_array.astype(np.float32)

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
@@ -136,7 +137,20 @@ class DatasetRecord(Base):
     classes: Mapped[list[Any]] = mapped_column(JSON)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)  # the store's DatasetMeta, verbatim
-    owner_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)  # first importer
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # An admin shared it with every key (api/services/access.py); else only grantees see it.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    shared_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    shared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DatasetGrant(Base):
+    """A key that imported this dataset version (content addressed: several may have)."""
+
+    __tablename__ = "dataset_grants"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

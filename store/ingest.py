@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.settings import get_settings
 from synthcohort.imaging.normalisation import parse_normalisation
@@ -116,6 +116,8 @@ def import_path(
             inner = _pick_format(root, format)
             build = _build(root, inner, opts, source_path=path)
             build.source = {**build.source, "archive": path.name}
+        except SynthcohortError as exc:
+            raise _in_archive(exc, path, tmp) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             try:
@@ -125,6 +127,15 @@ def import_path(
     else:
         build = _build(path, _pick_format(path, format), opts, source_path=path)
     return store.commit(build)
+
+
+def _in_archive(exc: SynthcohortError, archive: Path, tmp: Path) -> SynthcohortError:
+    """The error re-addressed to the archive and its member, not the scratch folder's path."""
+    member = exc.member
+    if member is None and exc.path is not None and Path(exc.path).is_relative_to(tmp):
+        member = Path(exc.path).relative_to(tmp).as_posix()
+    reason = exc.reason.replace(str(tmp) + "/", "")
+    return type(exc)(reason, path=archive, field=exc.field, member=member)
 
 
 def _archive_root(tmp: Path) -> Path:

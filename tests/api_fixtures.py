@@ -28,7 +28,7 @@ from sqlalchemy import func, select, text
 from synthcohort.core import layout
 from tests.service_fixtures import postgres_url, redis_url  # noqa: F401 - fixtures re-exported
 
-TABLES = ("reviews", "samples", "cohorts", "models", "datasets", "jobs", "api_keys")
+TABLES = ("reviews", "samples", "cohorts", "models", "dataset_grants", "datasets", "jobs", "api_keys")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -137,9 +137,32 @@ def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
 
 
 @pytest.fixture
-def dataset_id(dataset_template: tuple[Path, str], synthcohort_home: Path) -> str:
-    """A dataset version in this test's data root (not yet in the DB: the API finds it)."""
+def dataset_id(dataset_template: tuple[Path, str], synthcohort_home: Path, db_url: str) -> str:
+    """A dataset version in this test's data root, recorded as an admin would share a version
+    imported on the server (``shared``), so every key may use it."""
+    from synthcohort.api.services.datasets import record_from_meta
+    from synthcohort.store.datasets import DatasetStore
+    from synthcohort.store.db import session_factory
+    from synthcohort.store.migrate import upgrade_database
 
     src, ds_id = dataset_template
     shutil.copytree(src, layout.datasets_dir() / ds_id)
+    upgrade_database(db_url)
+    with session_factory(db_url)() as s:
+        row = record_from_meta(DatasetStore().get(ds_id).meta)
+        row.shared = True
+        s.add(row)
+        s.commit()
     return ds_id
+
+
+def run_import(job_id: str) -> dict:
+    """Run a queued import job as the worker would (its real Celery task, in this process)."""
+    from synthcohort.workers.tasks import import_dataset
+
+    import_dataset.apply(args=[job_id])
+    from synthcohort.store.db import Job, session_factory
+
+    with session_factory()() as s:
+        job = s.get(Job, job_id)
+        return {"status": job.status.value, "target_id": job.target_id, "error": job.error}

@@ -20,6 +20,7 @@ from tests.api_fixtures import (  # noqa: F401
     db_url,
     postgres_url,
     redis_url,
+    run_import,
     write_medmnist_npz,
 )
 
@@ -39,7 +40,6 @@ def uploaded_files(home: Path) -> list[Path]:
 def test_upload_npz_makes_a_queued_import_job_and_the_file_imports(api: Api, tmp_path: Path,
                                                                    synthcohort_home: Path) -> None:
     from synthcohort.store.db import Job, JobKind
-    from synthcohort.store.ingest import import_path
 
     content = write_medmnist_npz(tmp_path / "mine.npz").read_bytes()
     r = upload(api, "mine.npz", content, idem="up-1")
@@ -52,18 +52,20 @@ def test_upload_npz_makes_a_queued_import_job_and_the_file_imports(api: Api, tmp
     stored = Path(request["path"])
     assert stored.is_relative_to(synthcohort_home / "uploads") and stored.read_bytes() == content
     assert request["classes"] == ["malignant", "benign"] and request["name"] == "tiny-upload"
-    # what the worker will do with it: a real import of the stored upload
-    version = import_path(stored, name=request["name"], modality=request["modality"], classes=request["classes"])
-    listing = api.get("/v1/datasets", "bob").json()
-    assert listing["total"] == 1 and listing["items"][0]["id"] == version.id
-    assert listing["items"][0]["classes"] == ["malignant", "benign"]
-    assert api.get(f"/v1/datasets/{version.id}", "alice").json()["modality"] == "US"
     # a retry of the same upload: same job, no second job, the retry's copy is discarded
     again = upload(api, "mine.npz", content, idem="up-1")
     assert again.status_code == 202 and again.json()["job_id"] == r.json()["job_id"]
     assert api.counts()["jobs"] == 1 and uploaded_files(synthcohort_home) == [stored]
     other = upload(api, "mine.npz", content[:-8] + b"\0" * 8, idem="up-1")
     assert other.status_code == 409 and uploaded_files(synthcohort_home) == [stored]
+    # what the worker does with it: its real import task; the upload is removed afterwards
+    done = run_import(r.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    assert uploaded_files(synthcohort_home) == []
+    listing = api.get("/v1/datasets", "alice").json()
+    assert listing["total"] == 1 and listing["items"][0]["id"] == done["target_id"]
+    assert listing["items"][0]["classes"] == ["malignant", "benign"]
+    assert api.get(f"/v1/datasets/{done['target_id']}", "alice").json()["modality"] == "US"
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from synthcohort.store.db import (
     ApiKey,
     Cohort,
     CohortStatus,
+    DatasetGrant,
     DatasetRecord,
     Job,
     JobKind,
@@ -203,6 +205,8 @@ def _finish_failed(lease: JobLease, job: Job, status: JobStatus, message: str) -
             if model is not None and model.job_id == job.id and model.status != JobStatus.succeeded:
                 model.status = status
         s.commit()
+    if job.kind == JobKind.import_dataset:
+        discard_upload(job.request or {})
     log.info("job %s: %s: %s", job.id, status.value, message)
 
 
@@ -225,20 +229,48 @@ def do_import(lease: JobLease, job: Job, factory: sessionmaker[Session], progres
             if s.get(DatasetRecord, job.target_id) is not None:
                 return  # done by an earlier delivery
     path, kwargs = _import_kwargs(job.request or {}, import_path)
-    version = import_path(path, progress=progress(), **kwargs)
+    try:
+        version = import_path(path, progress=progress(), **kwargs)
+    except SynthcohortError as exc:
+        raise _as_upload_error(job.request or {}, exc) from None
     meta = version.meta
     with factory() as s:
         current = s.get(Job, job.id)
         if current is None or not lease.owns(current):
             raise ClaimLost()
-        if s.get(DatasetRecord, meta.id) is None:
+        row = s.get(DatasetRecord, meta.id)
+        if row is None:
             s.add(DatasetRecord(
                 id=meta.id, name=meta.name, modality=str(meta.modality), spatial_dims=meta.spatial_dims,
                 classes=list(meta.classes), counts=json.loads(json.dumps(meta.counts)),
                 meta=meta.model_dump(mode="json"), owner_id=job.owner_id,
             ))
+            s.flush()
+        elif row.owner_id is None:  # the API recorded the store's version a moment before us
+            row.owner_id = job.owner_id
+        if job.owner_id is not None and s.get(DatasetGrant, (meta.id, job.owner_id)) is None:
+            s.add(DatasetGrant(dataset_id=meta.id, key_id=job.owner_id))  # same data, a second importer
         current.target_id = meta.id
         s.commit()
+    discard_upload(job.request or {})  # the version is in the store now
+
+
+def _as_upload_error(request: dict[str, Any], exc: SynthcohortError) -> SynthcohortError:
+    """An upload's error names ``upload <client name>`` (and the member), not the server's path."""
+    if not request.get("upload"):
+        return exc
+    stored = str(request.get("path"))
+    name = f"upload {request.get('filename') or Path(stored).name}"
+    return type(exc)(exc.reason.replace(stored, "the upload"), path=name, field=exc.field, member=exc.member)
+
+
+def discard_upload(request: dict[str, Any]) -> None:
+    """Remove an upload's folder once its import has ended (done, failed or cancelled)."""
+    if not request.get("upload") or not request.get("path"):
+        return
+    folder = Path(request["path"]).parent
+    if folder.parent == layout.uploads_dir():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @app.task(bind=True, name="synthcohort.import_dataset", acks_late=True)

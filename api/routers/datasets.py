@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from synthcohort.api.deps import Caller, DbSession, IdempotencyKey, Page
 from synthcohort.api.errors import BadRequest
 from synthcohort.api.routers import mark_replay
-from synthcohort.api.schemas import DatasetOut, DatasetPathRequest, JobAccepted
+from synthcohort.api.schemas import DatasetOut, DatasetPathRequest, DatasetShare, JobAccepted
 from synthcohort.api.schemas import Page as PageOf
 from synthcohort.api.services import datasets as service
 from synthcohort.api.uploads import receive_multipart
@@ -62,11 +62,16 @@ async def create_dataset(request: Request, response: Response, key: Caller, idem
     return JobAccepted(job_id=job.id, status=job.status.value)
 
 
-@router.get("", response_model=PageOf[DatasetOut], summary="List dataset versions")
-def list_datasets(_key: Caller, session: DbSession, page: Page) -> dict:
-    return service.list_datasets(session, page)
+@router.get("", response_model=PageOf[DatasetOut], summary="List the dataset versions you imported or that were shared")
+def list_datasets(key: Caller, session: DbSession, page: Page) -> dict:
+    return service.list_datasets(session, key, page)
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset version")
-def get_dataset(dataset_id: str, _key: Caller, session: DbSession) -> dict:
-    return service.get_dataset(session, dataset_id)
+@router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset version (yours or shared)")
+def get_dataset(dataset_id: str, key: Caller, session: DbSession) -> dict:
+    return service.get_dataset(session, key, dataset_id)
+
+
+@router.patch("/{dataset_id}", response_model=DatasetOut, summary="Share a dataset version with every key (admin)")
+def share_dataset(dataset_id: str, body: DatasetShare, key: Caller, session: DbSession) -> dict:
+    return service.share_dataset(session, key, dataset_id, body)

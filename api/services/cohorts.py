@@ -17,7 +17,7 @@ from synthcohort.api.deps import PageParams
 from synthcohort.api.errors import Conflict, Forbidden
 from synthcohort.api.pixels import sample_file_array
 from synthcohort.api.schemas import CohortCreate
-from synthcohort.api.services.access import get_visible, visible
+from synthcohort.api.services.access import get_visible, imported_by, visible
 from synthcohort.api.services.datasets import check_class, dataset_for
 from synthcohort.api.services.jobs import (
     ensure_dispatched,
@@ -71,12 +71,17 @@ def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) 
         dataset_id, class_name, generator = model.dataset_id, model.class_name, model.generator
     else:
         assert body.dataset_id and body.class_name and body.generator
-        dataset = dataset_for(session, body.dataset_id)
+        dataset = dataset_for(session, body.dataset_id, key)
         check_class(dataset, body.class_name)
         check_generator(body.generator)
         dataset_id, class_name, generator = dataset.id, body.class_name, body.generator
     # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
-    validation_config(request["validation"], admin=key.role == Role.admin)
+    try:
+        validation_config(request["validation"], admin=key.role == Role.admin)
+    except InvalidInputError as exc:  # the config's own checks name its field; the request nests it
+        field = exc.field if (exc.field or "").startswith("validation") else f"validation.{exc.field or ''}".rstrip(".")
+        reason = exc.reason.removeprefix(f"{exc.field}: ") if exc.field else exc.reason
+        raise InvalidInputError(f"{field}: {reason}", field=field) from None
     cohort_id, job_id = new_id("coh"), new_id("job")
     job = Job(id=job_id, kind=JobKind.cohort, status=JobStatus.queued, owner_id=key.id, idempotency_key=idem,
               request_hash=req_hash, target_id=cohort_id,
@@ -156,8 +161,7 @@ def check_sees_training_images(session: Session, key: ApiKey, cohort: Cohort, wh
     images (or held samples, which may be near-copies of them)."""
     if key.role != Role.requester:
         return
-    dataset = session.get(DatasetRecord, cohort.dataset_id)
-    if dataset is None or dataset.owner_id != key.id:
+    if not imported_by(session, cohort.dataset_id, key):
         raise Forbidden(f"{what} shows real training images of a dataset you did not upload; "
                         "read /report (JSON) or ask a reviewer", field="cohort_id")
 

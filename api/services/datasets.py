@@ -3,7 +3,7 @@ the dataset store (a version imported with the CLI appears in the API without a 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from synthcohort.api.deps import PageParams
 from synthcohort.api.errors import Forbidden
-from synthcohort.api.schemas import DatasetPathRequest
+from synthcohort.api.schemas import DatasetPathRequest, DatasetShare
+from synthcohort.api.services.access import may_see_dataset, visible_datasets
 from synthcohort.api.services.jobs import (
     ensure_dispatched,
     find_replay,
@@ -27,7 +28,7 @@ from synthcohort.core.errors import InvalidInputError, NotFoundError
 from synthcohort.imaging.normalisation import parse_normalisation
 from synthcohort.imaging.resizing import check_size, parse_size
 from synthcohort.store.datasets import DatasetStore
-from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role
+from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, Role, utcnow
 from synthcohort.store.ingest import FORMATS, normalise_modality
 
 UPLOAD_FIELDS = ("name", "format", "modality", "size", "normalise", "classes", "class_name", "seed")
@@ -55,13 +56,14 @@ def sync_from_store(session: Session) -> None:
             session.rollback()
 
 
-def dataset_for(session: Session, dataset_id: str) -> DatasetRecord:
-    """The dataset row for a request field; 404 naming ``dataset_id`` when unknown."""
+def dataset_for(session: Session, dataset_id: str, key: ApiKey, *, use: bool = True) -> DatasetRecord:
+    """The dataset row for a request field; 404 naming ``dataset_id`` when unknown or when the
+    caller neither imported it nor was it shared (other people's data does not leak)."""
     row = session.get(DatasetRecord, dataset_id)
     if row is None:
         sync_from_store(session)
         row = session.get(DatasetRecord, dataset_id)
-    if row is None:
+    if row is None or not may_see_dataset(session, row, key, use=use):
         raise NotFoundError(f"no dataset {dataset_id!r}", field="dataset_id")
     return row
 
@@ -74,19 +76,39 @@ def check_class(dataset: DatasetRecord, class_name: str) -> None:
         )
 
 
+def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The store's metadata without server paths: a path in ``source`` keeps only its file
+    name (the upload's own name), so no response tells where the server keeps files."""
+    source = {k: (PurePath(v).name if isinstance(v, str) and ("/" in v or "\\" in v) else v)
+              for k, v in (meta.get("source") or {}).items()}
+    return {**meta, "source": source}
+
+
 def dataset_view(row: DatasetRecord) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "modality": row.modality, "spatial_dims": row.spatial_dims,
-            "classes": row.classes, "counts": row.counts, "meta": row.meta, "created_at": row.created_at}
+            "classes": row.classes, "counts": row.counts, "meta": public_meta(row.meta or {}),
+            "shared": bool(row.shared), "created_at": row.created_at}
 
 
-def list_datasets(session: Session, page: PageParams) -> dict[str, Any]:
+def list_datasets(session: Session, key: ApiKey, page: PageParams) -> dict[str, Any]:
     sync_from_store(session)
-    query = select(DatasetRecord).order_by(DatasetRecord.created_at, DatasetRecord.id)
+    query = visible_datasets(select(DatasetRecord), key).order_by(DatasetRecord.created_at, DatasetRecord.id)
     return paginate(session, query, page, dataset_view)
 
 
-def get_dataset(session: Session, dataset_id: str) -> dict[str, Any]:
-    return dataset_view(dataset_for(session, dataset_id))
+def get_dataset(session: Session, key: ApiKey, dataset_id: str) -> dict[str, Any]:
+    return dataset_view(dataset_for(session, dataset_id, key, use=False))
+
+
+def share_dataset(session: Session, key: ApiKey, dataset_id: str, body: DatasetShare) -> dict[str, Any]:
+    """Admin only (403 else): share with every key, or unshare; who and when is recorded."""
+    if key.role != Role.admin:
+        raise Forbidden("only an admin key may share a dataset", field="shared")
+    row = dataset_for(session, dataset_id, key)
+    row.shared = body.shared
+    row.shared_by, row.shared_at = (key.id, utcnow()) if body.shared else (None, None)
+    session.commit()
+    return dataset_view(row)
 
 
 # ------------------------------------------------------------------ import jobs

@@ -40,7 +40,7 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     if replay is not None:
         ensure_dispatched(session, replay)
         return session.get(ModelRecordRow, replay.target_id), replay, True
-    dataset = dataset_for(session, body.dataset_id)
+    dataset = dataset_for(session, body.dataset_id, key)
     check_class(dataset, body.class_name)
     check_generator(body.generator)
     if body.mask and not (dataset.meta or {}).get("has_masks"):
