@@ -176,8 +176,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 folder = client.download(cohort["id"], out_dir, format="png", archive="zip")
                 print(f"download  {folder}  ({cohort['released']} samples, SHA256SUMS checked)")
             else:
-                print("download  nothing: no sample is released "
-                      + ("(the cohort failed validation)" if cohort["verdict"] == "failed" else "until a reviewer approves"))
+                why = "(the cohort failed validation)" if cohort["verdict"] == "failed" else "until a reviewer approves"
+                print("download  nothing: no sample is released " + why)
                 if cohort["verdict"] == "failed":
                     print("          A few minutes of CPU training rarely reach the 0.90 standard; the gate held the "
                           "cohort back, as it should. Train longer (--steps), on a GPU, or see report.html.")
