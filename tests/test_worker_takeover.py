@@ -68,7 +68,7 @@ def kill_and_recover(sup, job_id, stage, stack) -> None:
 def run_killed_everywhere(stack, shared_data) -> None:
     log = stack.home / "supervised-worker.log"
     stack.logs.append(log)
-    sup = WorkerSupervisor(env=stack.env, logfile=log).start()
+    sup = WorkerSupervisor(env=stack.env, logfile=log, backoff_s=0.25).start()  # 0.25, 0.5, 1, 2 s
     try:
         with stack.client_for("admin") as c:
             with open(shared_data / "medmnist" / "breastmnist.npz", "rb") as f:

@@ -30,13 +30,14 @@ class WorkerSupervisor:
     """A worker child restarted on exit; :meth:`stop` ends it (and the restarts)."""
 
     def __init__(self, queues: str = "gpu,cpu", logfile: Path | None = None, env: dict | None = None,
-                 on_start: Callable[[subprocess.Popen, int], None] | None = None):
+                 on_start: Callable[[subprocess.Popen, int], None] | None = None, backoff_s: float = BACKOFF_S):
         self.queues, self.logfile, self.env = queues, logfile, env
         self.on_start = on_start  # called with (process, restarts so far), e.g. to print the pid
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self._started_at = 0.0
-        self._backoff = BACKOFF_S
+        self.backoff_s = backoff_s  # the first delay; doubles up to BACKOFF_MAX_S
+        self._backoff = backoff_s
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
@@ -62,7 +63,7 @@ class WorkerSupervisor:
                 continue
             ran = time.monotonic() - self._started_at
             if ran >= STABLE_S:
-                self._backoff = BACKOFF_S
+                self._backoff = self.backoff_s
             delay, self._backoff = self._backoff, min(self._backoff * 2, BACKOFF_MAX_S)
             log.warning("worker pid %d exited with %s after %.0f s; restarting in %.0f s",
                         proc.pid, proc.returncode, ran, delay)
