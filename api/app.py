@@ -21,11 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from synthcohort.api.routers import cohorts, datasets, jobs, me, models, ui
 from synthcohort.api.schemas import Health
+from synthcohort.api.services.health import HealthProbe
 from synthcohort.core.errors import SynthcohortError
 from synthcohort.core.settings import get_settings
 from synthcohort.core.version import __version__
 from synthcohort.store.db import session_factory
-from synthcohort.store.migrate import current_revision, upgrade_database
+from synthcohort.store.migrate import upgrade_database
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,11 @@ def create_app(database_url: str | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(ui.router)  # the review page: /ui/…, calling the /v1 endpoints above
 
-    @app.get("/v1/health", response_model=Health, tags=["service"], summary="Liveness and schema revision")
+    probe = HealthProbe(url)
+
+    @app.get("/v1/health", response_model=Health, tags=["service"],
+             summary="Schema revision, broker and workers (ok, or degraded when no worker beats)")
     def health() -> Health:
-        return Health(status="ok", database_revision=current_revision(url))
+        return Health(**probe.answer())
 
     return app

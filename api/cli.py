@@ -69,45 +69,41 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Stopped(Exception):
-    """SIGTERM reached `serve` after uvicorn's graceful shutdown."""
-
-
-def _exit_on_sigterm(_signum: int, _frame: object) -> None:
-    raise _Stopped()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Upgrade the DB, start a worker (unless --no-worker), serve until interrupted, stop the worker."""
+    """Upgrade the DB, start a supervised worker (unless --no-worker), serve until SIGTERM or
+    SIGINT, then stop the worker: no child outlives ``serve``."""
     import uvicorn
 
     from synthcohort.api.app import create_app
     from synthcohort.core.settings import get_settings
+    from synthcohort.core.signals import signals_raise
     from synthcohort.store.migrate import upgrade_database
 
     settings = get_settings()
     upgrade_database()
-    worker = None
-    if not args.no_worker:
-        from synthcohort.workers.process import spawn_worker
-
-        logfile = settings.root / "logs" / "worker.log"
-        worker = spawn_worker(queues=settings.worker_queues, logfile=logfile)
-        print(f"synthcohort: worker pid {worker.pid}, log {logfile}", file=sys.stderr)
+    supervisor = None
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal against the
-    # handler that was installed before it ran. With the default SIGTERM handler that kills the
-    # process before `finally` could stop the worker; this handler turns it into a normal exit.
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        uvicorn.run(create_app(), host=args.host or settings.api_host, port=args.port or settings.api_port,
-                    log_level=(args.log_level or settings.log_level).lower())
-    except _Stopped:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if worker is not None:
-            from synthcohort.workers.process import stop_worker
+    # handler installed before it ran: signals_raise turns it into SystemExit, so `finally` stops
+    # the worker (also when the signal comes before uvicorn runs, or after it stopped).
+    with signals_raise():
+        try:
+            if not args.no_worker:
+                from synthcohort.workers.supervisor import WorkerSupervisor
 
-            code = stop_worker(worker)
-            print(f"synthcohort: worker stopped (exit {code})", file=sys.stderr)
+                logfile = settings.root / "logs" / "worker.log"
+
+                def started(proc, restarts: int) -> None:
+                    again = f" (restart {restarts})" if restarts else ""
+                    print(f"synthcohort: worker pid {proc.pid}{again}, log {logfile}", file=sys.stderr, flush=True)
+
+                supervisor = WorkerSupervisor(queues=settings.worker_queues, logfile=logfile, on_start=started).start()
+            uvicorn.run(create_app(), host=args.host or settings.api_host, port=args.port or settings.api_port,
+                        log_level=(args.log_level or settings.log_level).lower())
+        except SystemExit as exc:
+            if exc.code not in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+                raise
+        finally:
+            if supervisor is not None:
+                code = supervisor.stop()
+                print(f"synthcohort: worker stopped (exit {code})", file=sys.stderr, flush=True)
     return 0

@@ -314,6 +314,17 @@ class NearestOut(BaseModel):
 ReportPicture = Literal["grid_real.png", "grid_synthetic.png", "tsne.png"]
 
 
+class WorkerHealth(BaseModel):
+    name: str | None
+    pid: int | None
+    queues: list[str] | None
+    age_s: float = Field(description="Seconds since the worker's last heartbeat.")
+
+
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: the broker is reachable and at least one worker beats; degraded otherwise "
+        "(requests are still accepted; their jobs wait for a worker).")
     database_revision: str | None
+    broker_reachable: bool
+    workers: list[WorkerHealth] = Field(description="Workers whose heartbeat is younger than the lease's stale age.")

@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from synthcohort.core.atomic import atomic_path
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import EtaClock, Progress, ProgressCallback
 from synthcohort.core.seeding import derive_seed, torch_generator
 from synthcohort.core.version import __version__
+from synthcohort.generators.configs import GeneratorConfig
 from synthcohort.generators.registry import get_generator
 
 CHECKPOINT_FORMAT = 1
@@ -64,16 +64,6 @@ class Batch:
     masks: torch.Tensor | None  # (B, 1, *spatial) float {0, 1}
 
 
-class GeneratorConfig(BaseModel):
-    """Hyperparameters shared by every family; families extend it with their own."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_size: int = 32
-    ema_decay: float = 0.999
-    log_every: int = 10
-    checkpoint_every: int = 0  # 0: only at the end
-    class_weights: str = "balanced"  # "balanced": each class drawn equally often; "data"
 
 
 class Generator(ABC):

@@ -17,14 +17,14 @@ sampling loop (:func:`ddim_sample`), which only sees a function ``ε(x_t, t)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
-from pydantic import model_validator
 
-from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.base import Batch, Generator
+from synthcohort.generators.configs import DiffusionConfig
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
 from synthcohort.generators.registry import register
@@ -35,32 +35,6 @@ if TYPE_CHECKING:  # diffusers is imported on first use: the CLI starts without 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class DiffusionConfig(GeneratorConfig):
-    """Tiny defaults that train on two CPU cores; widen ``channels`` for real runs."""
-
-    lr: float = 2e-4  # Ho et al. 2020, CIFAR-10
-    grad_clip: float = 1.0  # Ho et al. 2020
-    channels: tuple[int, ...] = (32, 64)
-    attention_levels: tuple[bool, ...] = (False, True)
-    layers_per_block: int = 1
-    norm_num_groups: int = 8
-    head_channels: int = 16
-    num_train_timesteps: int = 1000  # T
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
-    sampling_steps: int = 50  # DDIM steps
-    eta: float = 0.0  # DDIM η
-    p_uncond: float = 0.0  # classifier-free guidance label dropout; 0 = off
-    guidance_scale: float = 1.0  # w; 1 = plain conditional sampling
-
-    @model_validator(mode="after")
-    def _widths_fit(self) -> DiffusionConfig:
-        if len(self.attention_levels) != len(self.channels):
-            raise ValueError("attention_levels needs one entry per channels entry")
-        if any(ch % self.norm_num_groups for ch in self.channels):
-            raise ValueError(f"every channels entry must be divisible by norm_num_groups={self.norm_num_groups}")
-        if self.sampling_steps < 1 or not 0.0 <= self.p_uncond <= 1.0 or self.eta < 0:
-            raise ValueError("need sampling_steps >= 1, 0 <= p_uncond <= 1, eta >= 0")
-        return self
 
 
 def ddim_sample(eps_fn: EpsFn, scheduler: DDIMScheduler, shape: tuple[int, ...], *, steps: int,

@@ -43,40 +43,14 @@ from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import ProgressCallback
 from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.generators.augment import AdaptiveP, AugmentPipe
-from synthcohort.generators.base import Batch, Generator, GeneratorConfig, TrainingData
+from synthcohort.generators.base import Batch, Generator, TrainingData
+from synthcohort.generators.configs import DynGANConfig
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.losses import discriminator_step, generator_loss
 from synthcohort.generators.nets.dyngan_discriminator import DynGANDiscriminator
 from synthcohort.generators.nets.dyngan_generator import DynGANGenerator
 from synthcohort.generators.registry import register
 from synthcohort.generators.stylegan2 import Canvas
-
-
-class DynGANConfig(GeneratorConfig):
-    z_dim: int = 128
-    width: int = 64
-    residual: bool = False  # residual blocks in G and D (two convolutions per resolution)
-    embed_dim: int = 32
-    feature_dim: int = 128
-    lr_g: float = 0.002
-    lr_d: float = 0.002
-    betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float = 1.0
-    r1_interval: int = 4
-    # dynamic partitioning
-    max_partitions: int = 8  # per class
-    delta: float = 0.1  # collapsed when the smoothed logit exceeds -log(delta) (≈ 2.3)
-    tau: float = 0.1  # repartition a class when more than tau of its images are collapsed
-    repartition_every: int = 2000
-    monitor_every: int = 10  # steps between discriminator passes over the monitored images
-    monitor_decay: float = 0.9  # EMA decay of the per-image logit, per monitor pass
-    monitor_max: int = 1024  # monitored images per class (a seeded subset beyond this)
-    # augmentation (ADA)
-    augment: bool = True
-    ada_target: float = 0.6
-    ada_interval: int = 4
-    ada_kimg: float = 100.0
-    ada_p_init: float = 0.0
 
 
 @register("dyngan")

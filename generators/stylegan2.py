@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.generators.augment import AdaptiveP, AugmentPipe
-from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.base import Batch, Generator
+from synthcohort.generators.configs import StyleGAN2Config
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.losses import discriminator_step, generator_loss
 from synthcohort.generators.nets.stylegan2_discriminator import StyleGAN2Discriminator
@@ -66,28 +66,6 @@ class Canvas:
         return x[..., top:top + self.height, left:left + self.width]
 
 
-class StyleGAN2Config(GeneratorConfig):
-    """Defaults: the ADA paper's "auto" configuration; tests shrink widths via this config."""
-
-    z_dim: int = 512
-    w_dim: int = 512
-    mapping_layers: int = 2
-    channel_base: int = 16384  # channels at resolution r: min(channel_max, channel_base / r)
-    channel_max: int = 512
-    lr: float = 0.0025
-    betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float | None = Field(default=None, description="None: 0.0002 · res² / batch (ADA auto)")
-    r1_interval: int = 16
-    pl_weight: float = 0.0  # path-length regularisation, off by default (small data, small nets)
-    pl_interval: int = 4
-    pl_decay: float = 0.01
-    style_mixing: float = 0.9
-    mbstd_group: int = 4
-    augment: bool = True  # ADA; False trains without augmentation (p stays 0)
-    ada_target: float = 0.6
-    ada_interval: int = 4
-    ada_kimg: float = 500.0  # images (in thousands) for p to go from 0 to 1
-    ada_p_init: float = 0.0
 
 
 @register("stylegan2")

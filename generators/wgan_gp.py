@@ -16,25 +16,12 @@ from typing import Any
 
 import torch
 
-from synthcohort.generators.base import Batch, Generator, GeneratorConfig
+from synthcohort.generators.base import Batch, Generator
+from synthcohort.generators.configs import WGANGPConfig
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets.dcgan_generator import ConditionalDCGANGenerator
 from synthcohort.generators.nets.projection_critic import ProjectionCritic
 from synthcohort.generators.registry import register
-
-
-class WGANGPConfig(GeneratorConfig):
-    """WGAN-GP hyperparameters; defaults from Gulrajani et al. 2017 (Algorithm 1)."""
-
-    lr: float = 1e-4  # α
-    betas: tuple[float, float] = (0.5, 0.9)  # β₁, β₂
-    n_critic: int = 5
-    gp_lambda: float = 10.0  # λ
-    z_dim: int = 64
-    g_channels: int = 32  # generator width at full resolution
-    d_channels: int = 32  # critic width at full resolution
-    embed_dim: int = 32  # generator class embedding
-    max_channels: int = 256
 
 
 @register("wgan-gp")

@@ -97,6 +97,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from synthcohort.api.keys import create_api_key
     from synthcohort.client import Client
     from synthcohort.core.atomic import atomic_write_bytes
+    from synthcohort.core.signals import signals_raise
     from synthcohort.store.db import Role, session_factory
     from synthcohort.store.migrate import upgrade_database
     from synthcohort.validation.config import MIN_SAMPLES
@@ -125,77 +126,80 @@ def run_demo(args: argparse.Namespace) -> int:
     npz = out_dir / f"phantoms-2d-seed{args.seed}.npz"
     atomic_write_bytes(npz, phantom_npz(args.seed))
 
-    worker_log = out_dir / "worker.log"
-    api = ApiThread(create_app()).start()
-    worker = None
-    client = Client(api.url, key, timeout=120.0)
-    job_id: str | None = None
-    try:
-        print(f"API       {api.url}  (admin key {key[:12]}…)", flush=True)
-        worker = spawn_worker(settings.worker_queues, env=None, logfile=worker_log)
-        print(f"worker    pid {worker.pid}, log {worker_log}", flush=True)
-        wait_worker_ready(worker, worker_log)
+    # SIGTERM (a timeout, a service manager) and SIGINT unwind like Ctrl-C: the job is cancelled and
+    # `finally` stops the worker, which would otherwise train on as an orphan.
+    with signals_raise():
+        worker_log = out_dir / "worker.log"
+        api = ApiThread(create_app()).start()
+        worker = None
+        client = Client(api.url, key, timeout=120.0)
+        job_id: str | None = None
+        try:
+            print(f"API       {api.url}  (admin key {key[:12]}…)", flush=True)
+            worker = spawn_worker(settings.worker_queues, env=None, logfile=worker_log)
+            print(f"worker    pid {worker.pid}, log {worker_log}", flush=True)
+            wait_worker_ready(worker, worker_log)
 
-        print("1/3 upload the phantom data set (2D, 32×32, classes normal and lesion, about 10:1)", flush=True)
-        job_id = client.upload_dataset(npz, name=f"phantom-2d-seed{args.seed}", format="medmnist",
-                                       modality="other", classes=["normal", "lesion"])["job_id"]
-        dataset_id = wait(client, job_id, "import")["target_id"]
-        print(f"    dataset {dataset_id}", flush=True)
+            print("1/3 upload the phantom data set (2D, 32×32, classes normal and lesion, about 10:1)", flush=True)
+            job_id = client.upload_dataset(npz, name=f"phantom-2d-seed{args.seed}", format="medmnist",
+                                           modality="other", classes=["normal", "lesion"])["job_id"]
+            dataset_id = wait(client, job_id, "import")["target_id"]
+            print(f"    dataset {dataset_id}", flush=True)
 
-        print(f"2/3 train {args.generator} for {args.steps} steps on '{DEMO_CLASS}', generate {args.count}, "
-              "validate", flush=True)
-        cohort = client.request_cohort(dataset_id=dataset_id, class_name=DEMO_CLASS, generator=args.generator,
-                                       train_steps=args.steps, count=args.count, seed=args.seed, format="png",
-                                       config=DEMO_CONFIG.get(args.generator))
-        job_id = cohort["job_id"]
-        wait(client, job_id, "cohort")
-        job_id = None
-        cohort = client.cohort(cohort["id"])
-        report = layout.cohort_report_dir(cohort["id"]) / layout.REPORT_HTML
-        print()
-        print(f"cohort    {cohort['id']}  (model {cohort['model_id']})")
-        print(f"verdict   {cohort['verdict']}")
-        for reason in cohort.get("reasons") or []:
-            print(f"          - {reason}")
-        for line in metric_lines(cohort.get("metrics") or {}):
-            print(f"          {line}")
-        held = "withheld (cohort failed)" if cohort["verdict"] == "failed" else "held for review"
-        print(f"samples   {cohort['released']} released, {cohort['held']} {held}, "
-              f"{cohort['rejected']} rejected (of {cohort['count']})")
-        print(f"report    {report}")
-        print(f"page      {review_page(api.url, cohort['id'])}")
-        if not args.keep:
-            print(f"          (open it while the API runs: rerun with --keep, or `synthcohort serve` and "
-                  f"{review_page(f'http://{settings.api_host}:{settings.api_port}', cohort['id'])})")
-        if cohort["released"]:
-            print("3/3 download the released samples", flush=True)
-            folder = client.download(cohort["id"], out_dir, format="png", archive="zip")
-            print(f"download  {folder}  ({cohort['released']} samples, SHA256SUMS checked)")
-        else:
-            print("download  nothing: no sample is released "
-                  + ("(the cohort failed validation)" if cohort["verdict"] == "failed" else "until a reviewer approves"))
-            if cohort["verdict"] == "failed":
-                print("          A few minutes of CPU training rarely reach the 0.90 standard; the gate held the "
-                      "cohort back, as it should. Train longer (--steps), on a GPU, or see report.html.")
-        if args.keep:
-            print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Open the page above and sign "
-                  "in with that key. Ctrl-C stops them.", flush=True)
-            while worker.poll() is None:
-                time.sleep(1.0)
-        return 0
-    except KeyboardInterrupt:
-        if job_id is not None:
-            try:
-                client.cancel(job_id)
-                print(f"\ncancelled job {job_id}")
-            except SynthcohortError:
-                pass
-        raise
-    finally:
-        client.close()
-        if worker is not None:
-            stop_worker(worker)
-        api.stop()
+            print(f"2/3 train {args.generator} for {args.steps} steps on '{DEMO_CLASS}', generate {args.count}, "
+                  "validate", flush=True)
+            cohort = client.request_cohort(dataset_id=dataset_id, class_name=DEMO_CLASS, generator=args.generator,
+                                           train_steps=args.steps, count=args.count, seed=args.seed, format="png",
+                                           config=DEMO_CONFIG.get(args.generator))
+            job_id = cohort["job_id"]
+            wait(client, job_id, "cohort")
+            job_id = None
+            cohort = client.cohort(cohort["id"])
+            report = layout.cohort_report_dir(cohort["id"]) / layout.REPORT_HTML
+            print()
+            print(f"cohort    {cohort['id']}  (model {cohort['model_id']})")
+            print(f"verdict   {cohort['verdict']}")
+            for reason in cohort.get("reasons") or []:
+                print(f"          - {reason}")
+            for line in metric_lines(cohort.get("metrics") or {}):
+                print(f"          {line}")
+            held = "withheld (cohort failed)" if cohort["verdict"] == "failed" else "held for review"
+            print(f"samples   {cohort['released']} released, {cohort['held']} {held}, "
+                  f"{cohort['rejected']} rejected (of {cohort['count']})")
+            print(f"report    {report}")
+            print(f"page      {review_page(api.url, cohort['id'])}")
+            if not args.keep:
+                print(f"          (open it while the API runs: rerun with --keep, or `synthcohort serve` and "
+                      f"{review_page(f'http://{settings.api_host}:{settings.api_port}', cohort['id'])})")
+            if cohort["released"]:
+                print("3/3 download the released samples", flush=True)
+                folder = client.download(cohort["id"], out_dir, format="png", archive="zip")
+                print(f"download  {folder}  ({cohort['released']} samples, SHA256SUMS checked)")
+            else:
+                why = "(the cohort failed validation)" if cohort["verdict"] == "failed" else "until a reviewer approves"
+                print("download  nothing: no sample is released " + why)
+                if cohort["verdict"] == "failed":
+                    print("          A few minutes of CPU training rarely reach the 0.90 standard; the gate held the "
+                          "cohort back, as it should. Train longer (--steps), on a GPU, or see report.html.")
+            if args.keep:
+                print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Open the page above and sign "
+                      "in with that key. Ctrl-C stops them.", flush=True)
+                while worker.poll() is None:
+                    time.sleep(1.0)
+            return 0
+        except (KeyboardInterrupt, SystemExit):
+            if job_id is not None:
+                try:
+                    client.cancel(job_id)
+                    print(f"\ncancelled job {job_id}")
+                except SynthcohortError:
+                    pass
+            raise
+        finally:
+            client.close()
+            if worker is not None:
+                stop_worker(worker)
+            api.stop()
 
 
 def review_page(api_url: str, cohort_id: str) -> str:

@@ -33,6 +33,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from synthcohort.core.errors import InvalidInputError
     from synthcohort.workers.celery_app import app, ensure_configured
     from synthcohort.workers.dispatch import recover_orphaned_jobs
+    from synthcohort.workers.health import WorkerBeat
 
     logging.getLogger().setLevel(args.loglevel.upper())
     queues = args.queues or get_settings().worker_queues
@@ -50,5 +51,9 @@ def run_worker(args: argparse.Namespace) -> int:
             "--pool", "solo" if args.concurrency == 1 else "prefork", "--loglevel", args.loglevel,
             "--hostname", f"synthcohort-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    app.worker_main(argv)
+    beat = WorkerBeat(names).start()  # /v1/health counts it; it also takes over stages of dead workers
+    try:
+        app.worker_main(argv)
+    finally:
+        beat.stop()
     return 0

@@ -25,12 +25,13 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from synthcohort.core.errors import NotFoundError
+from synthcohort.core.settings import get_settings
 from synthcohort.store.db import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 3.0
-STALE_S = 15.0
+HEARTBEAT_S = 3.0  # at most; a fifth of the stale age when that is shorter
+STALE_S = 15.0  # the default of SYNTHCOHORT_LEASE_STALE_S
 CANCEL_POLL_S = 2.0
 TERMINAL = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
@@ -40,6 +41,15 @@ class Claim(enum.Enum):
     busy = "busy"  # another live worker holds it
     finished = "finished"  # succeeded, failed or cancelled: nothing to do
     passed = "passed"  # the job already waits for a later stage: this one is done
+
+
+def stale_s() -> float:
+    """Heartbeat age at which a holder counts as dead (``SYNTHCOHORT_LEASE_STALE_S``)."""
+    return get_settings().lease_stale_s
+
+
+def heartbeat_s() -> float:
+    return min(HEARTBEAT_S, stale_s() / 5)
 
 
 def worker_name() -> str:
@@ -81,7 +91,7 @@ class JobLease:
                     raise NotFoundError(f"job {self.job_id} not found", field="job_id")
                 if job.status in TERMINAL:
                     return Claim.finished
-                if job.status == JobStatus.running and heartbeat_age_s(job) < STALE_S:
+                if job.status == JobStatus.running and heartbeat_age_s(job) < stale_s():
                     return Claim.busy
                 if (job.status == JobStatus.queued and plan and job.stage in plan and self.stage in plan
                         and plan.index(job.stage) > plan.index(self.stage)):
@@ -111,7 +121,7 @@ class JobLease:
             self._thread.join(timeout=10)
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(heartbeat_s()):
             try:
                 if not self.write({}):
                     self.lost = True

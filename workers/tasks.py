@@ -54,12 +54,17 @@ from synthcohort.store.ingest import import_path
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.policy import sample_state, validation_config
 from synthcohort.workers.celery_app import app
-from synthcohort.workers.lease import Claim, JobLease
+from synthcohort.workers.lease import Claim, JobLease, stale_s
 from synthcohort.workers.progress import JobProgress, stage_spans
 
 log = logging.getLogger(__name__)
 
 BUSY_RETRY_S = 10  # a copy of a stage another live worker runs waits this long, then looks again
+
+
+def busy_retry_s() -> float:
+    """A busy copy looks again after BUSY_RETRY_S, or sooner when leases go stale sooner."""
+    return min(BUSY_RETRY_S, stale_s())
 
 
 class StageCancelled(Exception):
@@ -121,8 +126,8 @@ def run_stage(task: Task, job_id: str, stage: str, work: StageWork) -> str:
         log.info("job %s: %s already done; passing on to the next stage", job_id, stage)
         return job_id
     if outcome is Claim.busy:
-        log.info("job %s: held by a live worker; %s retries in %d s", job_id, stage, BUSY_RETRY_S)
-        raise task.retry(countdown=BUSY_RETRY_S, max_retries=None)
+        log.info("job %s: held by a live worker; %s retries in %.0f s", job_id, stage, busy_retry_s())
+        raise task.retry(countdown=busy_retry_s(), max_retries=None)
     with factory() as s:
         job = s.get(Job, job_id)
         s.expunge(job)
@@ -146,7 +151,7 @@ def run_stage(task: Task, job_id: str, stage: str, work: StageWork) -> str:
             _advance(lease, job, plan, stage, spans)
     except StageWait:
         lease.write({"status": JobStatus.queued})
-        raise task.retry(countdown=BUSY_RETRY_S, max_retries=None) from None
+        raise task.retry(countdown=busy_retry_s(), max_retries=None) from None
     except ClaimLost:
         log.warning("job %s: claim lost during %s; leaving it to its new holder", job_id, stage)
         raise Ignore() from None

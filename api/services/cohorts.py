@@ -26,7 +26,7 @@ from synthcohort.api.services.jobs import (
     request_hash,
     submit,
 )
-from synthcohort.api.services.models import check_generator
+from synthcohort.api.services.models import check_generator, check_training_config
 from synthcohort.api.services.pagination import paginate
 from synthcohort.api.thumbnails import render_thumbnail
 from synthcohort.core import layout
@@ -74,6 +74,7 @@ def create_cohort(session: Session, key: ApiKey, body: CohortCreate, idem: str) 
         dataset = dataset_for(session, body.dataset_id, key)
         check_class(dataset, body.class_name)
         check_generator(body.generator)
+        check_training_config(dataset, body.class_name, body.generator, body.config, body.preset)
         dataset_id, class_name, generator = dataset.id, body.class_name, body.generator
     # Same rule the worker applies (only admins loosen gates), checked now: 422, no job.
     try:

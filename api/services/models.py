@@ -23,14 +23,41 @@ from synthcohort.api.services.jobs import (
 from synthcohort.api.services.pagination import paginate
 from synthcohort.core import layout
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.settings import get_settings
+from synthcohort.generators.configs import estimate_training_bytes, parse_config
+from synthcohort.generators.presets import resolve_preset
 from synthcohort.generators.registry import get_generator
-from synthcohort.store.db import ApiKey, Job, JobKind, JobStatus, ModelRecordRow
+from synthcohort.store.db import ApiKey, DatasetRecord, Job, JobKind, JobStatus, ModelRecordRow
 
 
 def check_generator(name: str) -> None:
     """422 naming ``generator`` unless a family of that name is registered."""
 
     get_generator(name)
+
+
+def check_training_config(dataset: DatasetRecord, class_name: str, generator: str, config: dict[str, Any],
+                          preset: str) -> None:
+    """The config the worker would build (the preset merged under the request's fields), checked
+    now: 422 naming ``config.<field>`` for a bad field, or ``config`` when the estimated memory of a
+    training step exceeds ``SYNTHCOHORT_WORKER_MEMORY_BYTES``. Torch-free (generators.configs)."""
+    meta = dataset.meta or {}
+    image_size = [int(v) for v in meta.get("image_size") or ()]
+    train_counts = (meta.get("counts") or dataset.counts or {}).get("train", {})
+    _name, preset_fields = resolve_preset(
+        preset, generator, class_train_images=int(train_counts.get(class_name, 0)),
+        spatial_dims=int(meta.get("spatial_dims") or dataset.spatial_dims or 2),
+        image_size=image_size or [0], user_config=config)
+    cfg = parse_config(generator, {**preset_fields, **config})
+    if not image_size:
+        return
+    need = estimate_training_bytes(generator, cfg, channels=int(meta.get("channels") or 1), image_size=image_size)
+    limit = get_settings().worker_memory_bytes
+    if need > limit:
+        raise InvalidInputError(
+            f"training {generator} at batch_size {cfg.batch_size} on {'×'.join(map(str, image_size))} images "
+            f"needs about {need / 1024**3:.1f} GiB, above the worker's {limit / 1024**3:.1f} GiB "
+            "(SYNTHCOHORT_WORKER_MEMORY_BYTES); lower batch_size or the widths", field="config")
 
 
 def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) -> tuple[ModelRecordRow, Job, bool]:
@@ -43,6 +70,7 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     dataset = dataset_for(session, body.dataset_id, key)
     check_class(dataset, body.class_name)
     check_generator(body.generator)
+    check_training_config(dataset, body.class_name, body.generator, body.config, body.preset)
     if body.mask and not (dataset.meta or {}).get("has_masks"):
         raise InvalidInputError(f"dataset {dataset.id} has no masks to condition on", field="mask")
     # the one definition of a model id; imported here because the API process never loads torch

@@ -6,6 +6,7 @@
     models/<mdl-id>/      checkpoint.pt, model.json
     cohorts/<coh-id>/     samples/ (a sample dir), report/report.json, report.html, *.png
     uploads/<id>/         an upload until its import finishes
+    workers/<name>.json   a live worker's heartbeat
     cache/                encoders per dataset version, downloaded cohorts
     synthcohort.db        metadata (SQLite default), broker.db (embedded Celery broker)
 
@@ -55,6 +56,11 @@ def cohort_samples_dir(cohort_id: str) -> Path:
 
 def cohort_report_dir(cohort_id: str) -> Path:
     return cohort_dir(cohort_id) / "report"
+
+
+def workers_dir() -> Path:
+    """One heartbeat file per live worker (``workers.health``), read by ``/v1/health``."""
+    return root() / "workers"
 
 
 def uploads_dir() -> Path:

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000", description="Where the client and CLI reach the API."
     )
     api_key: str | None = Field(default=None, description="API key the client sends.")
+    worker_memory_bytes: int = Field(
+        default=16 * 1024**3, gt=0, description="Memory a worker may use for one training run; a POST whose "
+        "generator config is estimated above it (generators.configs.estimate_training_bytes) is refused with 422.",
+    )
+    lease_stale_s: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds without a heartbeat after which a worker counts as dead: "
+        "its stage is taken over by another worker and /v1/health stops counting it.",
+    )
     worker_queues: str = Field(
         default="gpu,cpu", description="Comma-separated Celery queues a worker consumes."
     )
