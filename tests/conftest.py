@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Service and API fixtures (databases, brokers, a served stack, the app with keys) for every test
+# module, so that none has to import them by name.
+pytest_plugins = ("tests.service_fixtures", "tests.api_fixtures")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SYNTHCOHORT_TEST_DATA", REPO.parent / "shared" / "data"))
 

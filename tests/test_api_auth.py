@@ -3,7 +3,7 @@ error bodies everywhere (TestClient; SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from tests.api_fixtures import Api, api, db_url, postgres_url, redis_url  # noqa: F401
+from tests.api_fixtures import Api
 
 
 def test_no_key_unknown_key_and_revoked_key_are_401_json(api: Api) -> None:

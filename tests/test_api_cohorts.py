@@ -17,15 +17,7 @@ import numpy as np
 import pytest
 
 from synthcohort.core import layout
-from tests.api_fixtures import (  # noqa: F401
-    Api,
-    api,
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    redis_url,
-)
+from tests.api_fixtures import Api
 
 FLAGS = {1: [{"kind": "near_copy", "reason": "SSIM 0.97 to train 12", "score": 0.97}],
          2: [{"kind": "outlier", "reason": "far from every training image", "score": 8.1}]}

@@ -12,17 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.api_fixtures import (  # noqa: F401
-    Api,
-    api,
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    redis_url,
-    run_import,
-    write_medmnist_npz,
-)
+from tests.api_fixtures import Api, run_import, write_medmnist_npz
 
 FIELDS = {"name": "tiny-upload", "modality": "US", "classes": "malignant,benign"}
 

@@ -8,15 +8,7 @@ from __future__ import annotations
 import pytest
 
 from synthcohort.generators.configs import CONFIGS, estimate_training_bytes, parse_config
-from tests.api_fixtures import (  # noqa: F401
-    Api,
-    api,
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    redis_url,
-)
+from tests.api_fixtures import Api
 
 BAD = [({"nonsense": 1}, "config.nonsense"), ({"batch_size": -3}, "config.batch_size"),
        ({"batch_size": 100000000}, "config.batch_size"), ({"betas": [0.5, 1.5]}, "config.betas.1"),

@@ -13,14 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api_fixtures import (  # noqa: F401
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    write_medmnist_npz,
-)
-from tests.service_fixtures import redis_url  # noqa: F401
+from tests.api_fixtures import write_medmnist_npz
 
 
 @pytest.fixture

@@ -6,15 +6,7 @@ from __future__ import annotations
 import pytest
 
 from synthcohort.core import layout
-from tests.api_fixtures import (  # noqa: F401
-    Api,
-    api,
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    redis_url,
-)
+from tests.api_fixtures import Api
 
 BODY = {"class_name": "malignant", "generator": "wgan-gp", "steps": 5, "seed": 3}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.service_fixtures import free_port, redis_url  # noqa: F401
+from tests.service_fixtures import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

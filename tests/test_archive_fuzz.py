@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api_fixtures import Api, api, db_url, postgres_url, redis_url  # noqa: F401
+from tests.api_fixtures import Api
 
 MAX_FILE = 64 * 1024
 BOMB = 4 * MAX_FILE  # expands past max_file_bytes; compresses to a few hundred bytes

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from tests.service_fixtures import postgres_url  # noqa: F401
-
 REPO = Path(__file__).resolve().parents[1]
 
 

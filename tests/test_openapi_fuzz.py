@@ -16,15 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.api_fixtures import (  # noqa: F401
-    Api,
-    api,
-    dataset_id,
-    dataset_template,
-    db_url,
-    postgres_url,
-    redis_url,
-)
+from tests.api_fixtures import Api
 
 ROLES = ("alice", "reviewer", "admin")
 EXAMPLES = 20

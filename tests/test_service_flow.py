@@ -26,8 +26,6 @@ import zipfile
 
 import pytest
 
-from tests.service_fixtures import postgres_url, redis_url, service  # noqa: F401
-
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 FAST_VALIDATION = {

@@ -20,7 +20,6 @@ import time
 import pytest
 import torch
 
-from tests.service_fixtures import postgres_url, redis_url, service  # noqa: F401
 from tests.test_service_flow import TINY_WGAN, idem, upload_breastmnist
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]

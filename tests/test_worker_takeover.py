@@ -17,7 +17,6 @@ import time
 import pytest
 
 from synthcohort.workers.supervisor import WorkerSupervisor
-from tests.service_fixtures import postgres_url, redis_url, service  # noqa: F401
 from tests.test_service_flow import FAST_VALIDATION, TINY_WGAN, idem
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
