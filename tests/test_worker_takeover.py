@@ -5,7 +5,8 @@ complete without a person. Once per broker (embedded SQLite, Redis); the lease g
 after 4 s here (``SYNTHCOHORT_LEASE_STALE_S``) instead of 15 s, so four kills cost seconds.
 
 The test watches the job row directly (every 20 ms) so that it can kill the worker while a short
-stage (sampling 16 tiny-WGAN images) runs; the stage must be claimed again (``attempts`` goes up)
+stage (sampling 16 tiny-WGAN images) runs; the import killed is of the 260 hippocampus volumes,
+whose 2 s are sure to be seen, where a MedMNIST npz can be done between two looks; the stage must be claimed again (``attempts`` goes up)
 by a worker with another pid."""
 
 from __future__ import annotations
@@ -70,14 +71,22 @@ def run_killed_everywhere(stack, shared_data) -> None:
     sup = WorkerSupervisor(env=stack.env, logfile=log, backoff_s=0.25).start()  # 0.25, 0.5, 1, 2 s
     try:
         with stack.client_for("admin") as c:
+            # the kill in import: 260 NIfTI volumes take the worker about 2 s, long enough to be seen
+            # running (a MedMNIST npz imports in well under the polling interval on an idle machine)
+            r = c.post("/v1/datasets", headers=idem("volumes"),
+                       json={"path": str(shared_data / "hippocampus"), "modality": "MR", "class_name": "hippocampus"})
+            assert r.status_code == 202, r.text
+            volumes_job = r.json()["job_id"]
+            kill_and_recover(sup, volumes_job, "import", stack)
+            job = stack.wait_job(volumes_job, timeout=180)
+            assert job["status"] == "succeeded", f"{job}\n{stack.worker_logs()}"
+            # the cohort's data set, imported without a kill
             with open(shared_data / "medmnist" / "breastmnist.npz", "rb") as f:
                 r = c.post("/v1/datasets", headers=idem("upload"),
                            files={"file": ("breastmnist.npz", f, "application/octet-stream")},
                            data={"format": "medmnist", "modality": "US", "classes": "malignant,normal_benign"})
             assert r.status_code == 202, r.text
-            import_job = r.json()["job_id"]
-            kill_and_recover(sup, import_job, "import", stack)
-            job = stack.wait_job(import_job, timeout=180)
+            job = stack.wait_job(r.json()["job_id"], timeout=180)
             assert job["status"] == "succeeded", f"{job}\n{stack.worker_logs()}"
 
             body = {"dataset_id": job["target_id"], "class_name": "malignant", "generator": "wgan-gp",
