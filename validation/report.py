@@ -16,7 +16,7 @@ from synthcohort.core.seeding import numpy_rng
 from synthcohort.imaging.sample_files import encode_png, preview
 from synthcohort.validation.copies import CopyScreen
 from synthcohort.validation.explanations import GATE_WORDS, PICTURE_CAPTIONS, explain
-from synthcohort.validation.verdict import FAILED, ValidationReport
+from synthcohort.validation.verdict import FAILED, Metric, ValidationReport
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 
@@ -100,15 +100,7 @@ def render_html(
     for name, m in report.metrics.items():
         j = m.to_json()
         ci = f"[{fmt(j['ci'][0])}, {fmt(j['ci'][1])}]" if j["ci"] else "—"
-        outcome = m.outcome(rule)
-        res = {"pass": '<td class="ok">pass</td>', "fail": '<td class="bad">fail</td>',
-               "undecided": '<td class="warn">not decisive</td>', None: '<td class="muted">info</td>'}[outcome]
-        if outcome is not None and m.decisive is not None:
-            res = res[:-5] + (" (decisive)" if m.decisive else
-                              f" <span class='muted'>(CI contains the threshold at N = {m.n}"
-                              + (f"; N ≈ {m.n_to_decide} would decide" if m.n_to_decide else "") + ")</span>") + "</td>"
-        if m.passed is not None and not m.threshold:
-            res = '<td class="muted">off</td>'  # a threshold of 0 turns the gate off
+        res = _outcome_cell(m, rule)
         thr = f"≥ {fmt(j['threshold'])}" if j["threshold"] is not None else "—"
         if name.startswith("utility_") and name != "utility_gain_minority_recall":
             continue
@@ -204,6 +196,25 @@ RULE_TEXT = {
     "lower_bound": "Decision rule: lower_bound. A gate passes only when the lower end of its 95 % CI reaches the "
                    "threshold; otherwise the cohort fails.",
 }
+
+
+OUTCOME_CELL = {"pass": ("ok", "pass"), "fail": ("bad", "fail"), "undecided": ("warn", "not decisive"),
+                None: ("muted", "info")}
+
+
+def _outcome_cell(m: Metric, rule: str) -> str:
+    """The result cell of a metric: its outcome under ``rule`` and, for a gate with a CI, whether
+    the CI decided it; "off" for a gate whose threshold is 0."""
+    if m.passed is not None and not m.threshold:
+        return '<td class="muted">off</td>'
+    outcome = m.outcome(rule)
+    cls, word = OUTCOME_CELL[outcome]
+    note = ""
+    if outcome is not None and m.decisive is not None:
+        more = f"; N ≈ {m.n_to_decide} would decide" if m.n_to_decide else ""
+        note = (" (decisive)" if m.decisive
+                else f" <span class='muted'>(CI contains the threshold at N = {m.n}{more})</span>")
+    return f'<td class="{cls}">{word}{note}</td>'
 
 
 def _score(flag: dict) -> str:
