@@ -4,6 +4,7 @@ with the training curve."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -91,23 +92,26 @@ def create_model(session: Session, key: ApiKey, body: ModelCreate, idem: str) ->
     return model, job, False
 
 
-def history(model_id: str) -> list[Any] | dict[str, Any] | None:
-    """The training curve: ``history.json`` beside the checkpoint (the full list of logged
-    points) when the generators write one, else the summary in ``model.json`` (first and last
-    points); None before training has written either. The checkpoint itself (which holds the
-    full curve) is not unpickled in the API process."""
+def _read_json(path: Path) -> Any:
+    """A JSON file of the model's folder, or None when it is absent or unreadable (mid-write)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def on_disk(model_id: str) -> dict[str, Any]:
+    """What the model's folder says about it, each file read once: the training curve
+    (``history.json`` beside the checkpoint, the full list of logged points, when the generators
+    write one; else the summary in ``model.json``, first and last points; None before training has
+    written either) and the code version that trained it (from ``model.json``). The checkpoint
+    itself (which holds the full curve) is not unpickled in the API process."""
     folder = layout.model_dir(model_id)
-    for name, pick in (("history.json", lambda d: d),
-                       (layout.MODEL_RECORD, lambda d: d.get("history") if isinstance(d, dict) else None)):
-        path = folder / name
-        if path.is_file():
-            try:
-                found = pick(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                continue
-            if found is not None:
-                return found
-    return None
+    record = _read_json(folder / layout.MODEL_RECORD)
+    record = record if isinstance(record, dict) else {}
+    curve = _read_json(folder / "history.json")
+    return {"history": curve if curve is not None else record.get("history"),
+            "code_version": record.get("code_version")}
 
 
 def model_view(row: ModelRecordRow, *, with_history: bool = False) -> dict[str, Any]:
@@ -118,18 +122,8 @@ def model_view(row: ModelRecordRow, *, with_history: bool = False) -> dict[str, 
         "created_at": row.created_at,
     }
     if with_history:
-        view["history"] = history(row.id)
-        view["code_version"] = code_version_of(row.id)
+        view.update(on_disk(row.id))
     return view
-
-
-def code_version_of(model_id: str) -> dict[str, Any] | str | None:
-    """The code that trained the model, from its ``model.json`` (None before training starts)."""
-    path = layout.model_dir(model_id) / layout.MODEL_RECORD
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("code_version")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def list_models(session: Session, key: ApiKey, page: PageParams) -> dict[str, Any]:
