@@ -57,21 +57,24 @@ from synthcohort.generators.registry import available, get_generator
 from synthcohort.generators.rejection import RejectionStats, rejection_sample
 from synthcohort.imaging.readers import read_medmnist
 from synthcohort.imaging.sample_files import encode_png
-from synthcohort.validation.config import MIN_SAMPLES, UTILITY_EPOCHS, ValidationConfig
+from synthcohort.validation.classifiers import CLASSIFIERS
+from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 from synthcohort.validation.pipeline import RealSplit, validate_arrays
 from synthcohort.validation.report import grid
-from synthcohort.validation.utility import ARMS, utility_experiment
+from synthcohort.validation.utility import ARMS, METRICS, SYNTHETIC_ARMS, utility_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDMNIST = ROOT.parent / "shared" / "data" / "medmnist"
-DATASETS = {  # name → (file, minority class index, class names)
-    "breastmnist": ("breastmnist.npz", 0, ("malignant", "normal+benign")),
-    "pneumoniamnist9to1": ("pneumoniamnist_imbalanced9to1.npz", 0, ("normal", "pneumonia")),
+DATASETS = {  # name → (file, minority class index, class names, minority train images kept or None for all)
+    "breastmnist": ("breastmnist.npz", 0, ("malignant", "normal+benign"), None),
+    "pneumoniamnist9to1": ("pneumoniamnist_imbalanced9to1.npz", 0, ("normal", "pneumonia"), None),
+    "breastmnist1to10": ("breastmnist.npz", 0, ("malignant", "normal+benign"), 40),  # 399 : 40
+    "pneumoniamnist1to50": ("pneumoniamnist.npz", 0, ("normal", "pneumonia"), 70),  # 3,494 : 70
 }
+SUBSET_SEED = 0  # the cut rows' minority subsets: one draw for every generator seed, recorded in the output
 # 7.5 × the steps each preset reached in 2 minutes on 2 idle cores (generators.presets.EVIDENCE)
 STEPS_15MIN = {"wgan-gp": 2250, "stylegan2": 1650, "dyngan": 6300, "diffusion": 3300}
-BASELINES = tuple(a for a in ARMS if a != "synthetic")
-METRICS = ("minority_recall", "balanced_accuracy", "auroc")
+BASELINES = tuple(a for a in ARMS if a not in SYNTHETIC_ARMS)
 
 
 def utility_row(arm) -> dict:
@@ -91,17 +94,19 @@ class RealData:
     class_names: tuple[str, ...]
     n_add: int  # minority images that balance the classes: what each arm adds
     utility_kw: dict
+    kept_minority: list[int] | None  # train indices of the minority images a cut row keeps (file order)
 
     @classmethod
     def load(cls, name: str, args) -> RealData:
-        splits = read_medmnist(MEDMNIST / DATASETS[name][0]).unit_float()
-        _, minority, class_names = DATASETS[name]
-        train = splits["train"]
+        file, minority, class_names, keep = DATASETS[name]
+        splits = read_medmnist(MEDMNIST / file).unit_float()
+        train, kept = minority_subset(*splits["train"], minority, keep, derive_seed(SUBSET_SEED, "quality-subset", name))
         counts = np.bincount(train[1])
         n_add = int(counts.max() - counts[minority])
         utility_kw = dict(minority=minority, num_classes=len(class_names), seed=derive_seed(args.seed, "quality-utility"),
-                          epochs=args.utility_epochs, seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_add)
-        return cls(train, splits["val"], splits["test"], minority, class_names, n_add, utility_kw)
+                          epochs=args.utility_epochs, seeds=args.seeds, bootstrap=args.bootstrap, n_add=n_add,
+                          classifier=args.classifier)
+        return cls(train, splits["val"], splits["test"], minority, class_names, n_add, utility_kw, kept)
 
     def validate(self, images: np.ndarray, seed: int):
         """The validation stage's report on ``images`` (no utility protocol, no t-SNE) at ``seed``."""
@@ -109,8 +114,21 @@ class RealData:
                                class_index=self.minority, class_names=self.class_names,
                                config=ValidationConfig(seed=seed, utility=False, tsne=False))
 
-    def utility(self, images: np.ndarray, arms: tuple[str, ...]) -> dict:
-        return utility_experiment(self.train, self.val, self.test, images, arms=arms, **self.utility_kw)
+    def utility(self, images: np.ndarray, arms: tuple[str, ...], reference_specificity: float | None = None) -> dict:
+        return utility_experiment(self.train, self.val, self.test, images, arms=arms,
+                                  reference_specificity=reference_specificity, **self.utility_kw)
+
+
+def minority_subset(x: np.ndarray, y: np.ndarray, minority: int, keep: int | None,
+                    seed: int) -> tuple[tuple[np.ndarray, np.ndarray], list[int] | None]:
+    """The train split with only ``keep`` minority images (a seeded draw, in file order), and the
+    kept images' indices; every majority image stays. ``keep=None``: the split as it is."""
+    if keep is None:
+        return (x, y), None
+    pool = np.flatnonzero(y == minority)
+    kept = np.sort(np.random.default_rng(seed).choice(pool, keep, replace=False))
+    rows = np.sort(np.concatenate([np.flatnonzero(y != minority), kept]))
+    return (x[rows], y[rows]), kept.tolist()
 
 
 def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> dict:
@@ -123,7 +141,10 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
     t0 = time.perf_counter()
     base = {} if args.train_only or args.similarity_only else real.utility(
         np.zeros((0, *x.shape[1:]), np.float32), arms=BASELINES)
+    ref_spec = base["none"].values["specificity"] if "none" in base else None
     result = {"dataset": name, "minority": real.class_names[real.minority], "n_added": real.n_add,
+              "train_counts": counts.tolist(), "kept_minority_indices": real.kept_minority,
+              "classifier": args.classifier, "reference_specificity": ref_spec,
               "baselines": {k: utility_row(v) for k, v in base.items()},
               "baseline_seconds": time.perf_counter() - t0, "families": {}}
     spec = GeneratorSpec(2, 1, tuple(x.shape[-2:]), len(real.class_names))
@@ -139,7 +160,7 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
             f = result["families"][row] = {
                 "steps": steps, "train_seconds": train_s, "sample_seconds": sample_s,
                 "config": model.config.model_dump(mode="json"), "rejection": drs.as_dict() if drs else None,
-                **evaluate_cohort(real, syn, args)}
+                **evaluate_cohort(real, syn, args, ref_spec)}
             atomic_write_bytes(out_dir / f"{name}-{row.replace(' ', '-')}-samples.png", encode_png(grid(syn[:64]), scale=2))
             if drs:
                 print(f"  {row}: discriminator rejection sampling at percentile {drs.percentile:g}: accepted "
@@ -157,11 +178,13 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
     return result
 
 
-def evaluate_cohort(real: RealData, syn: np.ndarray, args) -> dict:
+def evaluate_cohort(real: RealData, syn: np.ndarray, args, ref_spec: float | None) -> dict:
     """A cohort's part of its family row: the validation stage's report at ``--seed`` (S_FID with CI,
     coverage, entropy, flags), its S_FID at the further validation seeds, and (unless
-    ``--similarity-only``) the utility protocol for the whole cohort and for its unflagged part,
-    which is what a user downloads and is judged by its own S_FID."""
+    ``--similarity-only``) the utility protocol's synthetic arms (the cohort alone, with random
+    oversampling, with a weighted loss) for the whole cohort, and the cohort alone for its
+    unflagged part, which is what a user downloads and is judged by its own S_FID.
+    ``ref_spec``: the no-augmentation arm's specificity, where recall is also compared."""
     report = real.validate(syn, args.seed)
     m = report.metrics
     # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
@@ -170,10 +193,11 @@ def evaluate_cohort(real: RealData, syn: np.ndarray, args) -> dict:
     by_seed = [m["s_fid"].value] + [real.validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
     flagged = np.array(sorted(report.flagged), dtype=np.int64)
     keep = np.setdiff1d(np.arange(len(syn)), flagged)
-    arms = {} if args.similarity_only else {"synthetic": real.utility(syn, arms=("synthetic",))["synthetic"]}
+    arms = {} if args.similarity_only else real.utility(syn, arms=SYNTHETIC_ARMS, reference_specificity=ref_spec)
     s_fid_kept = None
     if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:
-        arms["synthetic_unflagged"] = real.utility(syn[keep], arms=("synthetic",))["synthetic"]
+        arms["synthetic_unflagged"] = real.utility(syn[keep], arms=("synthetic",), reference_specificity=ref_spec)[
+            "synthetic"]
         kept = real.validate(syn[keep], args.seed).metrics
         s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
                       "n": int(len(keep)), "coverage_ratio": kept["coverage_ratio"].value}
@@ -216,7 +240,7 @@ def beats_random_oversampling(r: dict, threshold: float = ValidationConfig().sim
     winners = []
     for fam, f in r["families"].items():
         for arm, u in f["utility"].items():
-            s_fid = f["s_fid"] if arm == "synthetic" else f.get("s_fid_unflagged")
+            s_fid = f.get("s_fid_unflagged") if arm == "synthetic_unflagged" else f["s_fid"]
             v = u["values"]
             if s_fid is None or s_fid["value"] < threshold:
                 continue
@@ -259,32 +283,47 @@ def trained_model(dataset: str, fam: str, family, spec: GeneratorSpec, config: d
     return model, train_s
 
 
+ARM_LABELS = {"synthetic": "", "synthetic_ros": " + random oversampling", "synthetic_weighted": " + weighted loss",
+              "synthetic_unflagged": " (unflagged only)"}
+
+
 def family_label(row: str, arm: str) -> str:
-    """A family row's name in the tables: the family and how its cohort was drawn, which part."""
-    return row + ("" if arm == "synthetic" else " (unflagged only)")
+    """A family row's name in the tables: the family and how its cohort was drawn, which part,
+    and what it was combined with."""
+    return row + ARM_LABELS[arm]
 
 
 def _fmt(v: float, ci=None) -> str:
     return f"{v:.3f}" + (f" [{ci[0]:.2f},{ci[1]:.2f}]" if ci else "")
 
 
+COLUMNS = {"minority_recall": "recall", "balanced_accuracy": "bal. acc", "auroc": "AUROC", "auprc": "AUPRC",
+           "specificity": "spec.", "recall_at_ref_specificity": "recall@spec"}
+WITH_CI = ("minority_recall", "balanced_accuracy")  # the other columns print their value alone
+
+
+def _cells(u: dict | None) -> str:
+    return " ".join(f"{_fmt(u['values'][k], u['ci'][k] if k in WITH_CI else None) if u else '':>{20 if k in WITH_CI else 11}s}"
+                    for k in METRICS)
+
+
 def print_table(r: dict) -> None:
-    print(f"\n{r['dataset']} ({r['minority']}): mean over seeds, 95% CI over test images")
-    head = f"{'method':28s} {'S_FID [95% CI]':20s} {'cov':>5s} {'copies':>6s} {'flagged':>7s} " \
-           f"{'recall':>20s} {'bal. acc':>20s} {'AUROC':>20s}"
+    print(f"\n{r['dataset']} ({r['minority']}, {r.get('classifier', 'small_cnn')}): mean over seeds, 95% CI over test "
+          f"images; recall@spec at the no-augmentation arm's specificity")
+    head = f"{'method':40s} {'S_FID [95% CI]':20s} {'cov':>5s} {'copies':>6s} {'flagged':>7s} " \
+        + " ".join(f"{COLUMNS[k]:>{20 if k in WITH_CI else 11}s}" for k in METRICS)
     print(head)
     print("-" * len(head))
     for arm, u in r["baselines"].items():
-        print(f"{arm:28s} {'':20s} {'':>5s} {'':>6s} {'':>7s} " + " ".join(f"{_fmt(u['values'][k], u['ci'][k]):>20s}" for k in METRICS))
+        print(f"{arm:40s} {'':20s} {'':>5s} {'':>6s} {'':>7s} " + _cells(u))
     for fam, f in r["families"].items():
         s = f["s_fid"]
         for arm, u in (f["utility"] or {"synthetic": None}).items():  # None: --similarity-only
             label = family_label(fam, arm)
-            s_arm = s if arm == "synthetic" else f.get("s_fid_unflagged")
+            s_arm = f.get("s_fid_unflagged") if arm == "synthetic_unflagged" else s
             sim = _fmt(s_arm["value"], s_arm["ci"]) if s_arm else ""
-            cov = f["coverage_ratio"] if arm == "synthetic" or not s_arm else s_arm["coverage_ratio"]
-            print(f"{label:28s} {sim:20s} {cov:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} "
-                  + " ".join(f"{_fmt(u['values'][k], u['ci'][k]) if u else '':>20s}" for k in METRICS))
+            cov = s_arm["coverage_ratio"] if arm == "synthetic_unflagged" and s_arm else f["coverage_ratio"]
+            print(f"{label:40s} {sim:20s} {cov:5.2f} {f['flagged']['near_copy']:6d} {f['n_flagged']:7d} " + _cells(u))
     if "beats_random_oversampling" in r:
         print(f"S_FID ≥ {ValidationConfig().similarity_threshold:.2f} and more minority recall than random oversampling "
               "at no lower balanced accuracy: "
@@ -298,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the 15-minute step budget")
     ap.add_argument("--steps", type=int, default=None, help="the same step count for every family instead")
     ap.add_argument("--seeds", type=int, default=3, help="classifier seeds of the utility protocol")
-    ap.add_argument("--utility-epochs", type=int, default=UTILITY_EPOCHS)
+    ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
+                    help="the utility protocol's classifier (validation.classifiers)")
+    ap.add_argument("--utility-epochs", type=int, default=None, help="default: the classifier's recipe")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of the preset')

@@ -36,13 +36,13 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
             winners = set(beats_random_oversampling(r))
             for arm, u in r["baselines"].items():
                 for k in METRICS:
-                    d["arms"].setdefault(arm, {m: [] for m in METRICS})[k].append(u["values"][k])
+                    d["arms"].setdefault(arm, {m: [] for m in METRICS})[k].append(u["values"].get(k, np.nan))
             for fam, f in r["families"].items():
                 for arm, u in f["utility"].items():
                     label = family_label(fam, arm)
-                    for k in METRICS:
-                        d["arms"].setdefault(label, {m: [] for m in METRICS})[k].append(u["values"][k])
-                    s = f["s_fid"] if arm == "synthetic" else (f.get("s_fid_unflagged") or {})
+                    for k in METRICS:  # a run of an older protocol lacks the newer metrics: nan
+                        d["arms"].setdefault(label, {m: [] for m in METRICS})[k].append(u["values"].get(k, np.nan))
+                    s = (f.get("s_fid_unflagged") or {}) if arm == "synthetic_unflagged" else f["s_fid"]
                     d["s_fid"].setdefault(label, []).append(s.get("value", float("nan")))
                     d["wins"][label] = d["wins"].get(label, 0) + int(label in winners)
     return out
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         head = f"{'method':30s} " + " ".join(f"{k:>18s}" for k in METRICS) + f" {'S_FID per run':>24s} {'passed':>7s}"
         print(head + "\n" + "-" * len(head))
         for label, vals in d["arms"].items():
-            cells = " ".join(f"{np.mean(vals[k]):8.3f} ±{np.std(vals[k]):.3f}   " for k in METRICS)
+            cells = " ".join(f"{np.nanmean(vals[k]):8.3f} ±{np.nanstd(vals[k]):.3f}   " if np.isfinite(vals[k]).any()
+                             else f"{'—':>18s}" for k in METRICS)
             s = d["s_fid"].get(label)
             s_txt = " ".join(f"{v:.3f}" for v in s) if s else ""
             won = f"{d['wins'][label]}/{len(s)}" if s else ""

@@ -202,47 +202,77 @@ def test_same_seed_same_report(pneumonia):
     assert any("not trained without this validation's reference sample" in w for w in c.warnings)
 
 
-def test_utility_classifier_default_budget_learns_breastmnist(shared_data):
-    """The stage's default classifier budget must train the CNN properly, or every arm is judged
-    by an undertrained model (at 6 epochs 'no augmentation' had AUROC .75 and recall .43)."""
+def test_utility_small_cnn_default_budget_learns_breastmnist(shared_data):
+    """The small CNN's default budget must train it properly, or every arm is judged by an
+    undertrained model (at 6 epochs 'no augmentation' had AUROC .75 and recall .43)."""
     from synthcohort.validation.utility import utility_experiment
 
     splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
     (x, y), val, test = splits["train"], splits["val"], splits["test"]
     none = np.zeros((0, *x.shape[1:]), np.float32)
     res = utility_experiment((x, y), val, test, none, minority=0, num_classes=2, seed=1, seeds=2,
-                             bootstrap=0, arms=("none", "random_oversampling"), n_add=252)
+                             bootstrap=0, arms=("none", "random_oversampling"), n_add=252, classifier="small_cnn")
     assert res["none"].values["auroc"] >= 0.80, res["none"].values
     assert res["random_oversampling"].values["minority_recall"] >= 0.65, res["random_oversampling"].values
 
 
 def test_utility_arms_on_real_breastmnist(shared_data):
     """Every arm trains the same classifier and is scored on the real test split with CIs; the
-    'synthetic' arm here gets real val images, so it must not do worse than random oversampling
-    by more than the noise of the test set."""
-    from synthcohort.validation.utility import ARMS, build_arm, utility_experiment
+    'synthetic' arms here get real val images."""
+    from synthcohort.validation.utility import ARMS, METRICS, build_arm, utility_experiment
 
     splits = read_medmnist(shared_data / "medmnist" / "breastmnist.npz").unit_float()
     (x, y), val, test = splits["train"], splits["val"], splits["test"]
     extra = val[0][val[1] == 0]
-    res = utility_experiment((x, y), val, test, extra, minority=0, num_classes=2, seed=0, epochs=2, bootstrap=30)
-    assert set(res) == set(ARMS)
+    res = utility_experiment((x, y), val, test, extra, minority=0, num_classes=2, seed=0, epochs=2, bootstrap=30,
+                             classifier="small_cnn")
+    assert list(res) == list(ARMS)
     for arm in res.values():
-        for name in ("minority_recall", "balanced_accuracy", "auroc"):
+        assert set(arm.values) == set(METRICS)
+        for name in METRICS:
             v, ci = arm.values[name], arm.ci[name]
             assert 0.0 <= v <= 1.0 and ci[0] <= v <= ci[1], (arm.name, name)
-        assert arm.n_added == (0 if arm.name in ("none", "weighted_loss") else len(extra))
+        expected = {"none": 0, "weighted_loss": 0, "synthetic_weighted": len(extra) - len(extra) // 2}
+        assert arm.n_added == expected.get(arm.name, len(extra)), arm.name
     assert res["none"].values["auroc"] > 0.6  # the classifier learnt something from real data
+    # at its own specificity the no-augmentation arm's recall is its argmax recall (up to ties)
+    none = res["none"].values
+    assert abs(none["recall_at_ref_specificity"] - none["minority_recall"]) <= 0.05, none
     # the arms really differ in their training sets
     xs, ys = build_arm("smote", x, y, extra, 0, len(extra), 0)
     assert len(xs) == len(x) + len(extra) and (ys[len(x):] == 0).all()
     assert not any(np.array_equal(xs[len(x)], x[i]) for i in np.flatnonzero(y == 0))  # interpolated, not copied
     xa, _ = build_arm("augmentation", x, y, extra, 0, len(extra), 0)
     assert xa.shape == xs.shape and 0.0 <= xa.min() and xa.max() <= 1.0
+    # the combined arms: half cohort images and half real duplicates; half cohort images alone
+    xr, yr = build_arm("synthetic_ros", x, y, extra, 0, 10, 0)
+    added = xr[len(x):]
+    from_cohort = sum(any(np.array_equal(a, e) for e in extra) for a in added)
+    from_real = sum(any(np.array_equal(a, r) for r in x[y == 0]) for a in added)
+    assert len(added) == 10 and from_cohort == 5 and from_real == 5 and (yr[len(x):] == 0).all()
+    xw, _ = build_arm("synthetic_weighted", x, y, extra, 0, 10, 0)
+    assert len(xw) == len(x) + 5
+    with pytest.raises(ValueError, match="needs synthetic images"):
+        build_arm("synthetic_ros", x, y, extra[:0], 0, 10, 0)
     # baselines alone (no cohort yet) with the balancing number given: each adds exactly that many,
     # and the arms shared with the full run are the same models (same seeds, same data)
     alone = utility_experiment((x, y), val, test, np.zeros((0, *x.shape[1:]), np.float32), minority=0,
                                num_classes=2, seed=0, epochs=2, bootstrap=0, arms=("none", "random_oversampling"),
-                               n_add=len(extra))
+                               n_add=len(extra), classifier="small_cnn")
     assert alone["random_oversampling"].n_added == len(extra) and alone["none"].n_added == 0
     assert alone["random_oversampling"].per_seed == res["random_oversampling"].per_seed
+
+
+def test_recall_at_specificity_takes_the_reference_operating_point():
+    """Negatives score 0.1…1.0, positives 0.35, 0.75, 0.95: at specificity 0.5 the threshold is
+    the fifth negative (0.5), so two of three positives lie above it; at 0.9, one; at 0, all."""
+    from synthcohort.validation.utility import recall_at_specificity
+
+    neg = np.linspace(0.1, 1.0, 10)
+    pos = np.array([0.35, 0.75, 0.95])
+    score = np.concatenate([neg, pos])
+    positive = np.r_[np.zeros(10, bool), np.ones(3, bool)]
+    assert recall_at_specificity(score, positive, 0.5) == pytest.approx(2 / 3)
+    assert recall_at_specificity(score, positive, 0.9) == pytest.approx(1 / 3)
+    assert recall_at_specificity(score, positive, 0.0) == 1.0
+    assert np.isnan(recall_at_specificity(score, positive, None))

@@ -20,6 +20,10 @@ from synthcohort.validation.verdict import FAILED, Metric, ValidationReport
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 
+# The utility table's columns (validation.utility.METRICS) and their headings.
+UTILITY_COLUMNS = {"minority_recall": "minority recall", "balanced_accuracy": "balanced accuracy", "auroc": "AUROC",
+                   "auprc": "AUPRC", "specificity": "specificity", "recall_at_ref_specificity": "recall at ref. specificity"}
+
 
 def grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
     """Tile previews into one array (white padding)."""
@@ -145,15 +149,19 @@ def render_html(
         gallery += f'<p class="muted">{len(flagged) - gallery_max} more flagged samples are listed in report.json.</p>'
     util = report.details.get("utility")
     if util:
-        uhead = "<tr><th>arm</th><th>added</th><th>minority recall</th><th>balanced accuracy</th><th>AUROC</th></tr>"
+        shown = [m for m in UTILITY_COLUMNS if any(m in r["values"] for r in util.values())]
+        uhead = ("<tr><th>arm</th><th>added</th>" + "".join(f"<th>{UTILITY_COLUMNS[m]}</th>" for m in shown)
+                 + "</tr>")
         body = []
         for arm, r in util.items():
             cells = []
-            for m in ("minority_recall", "balanced_accuracy", "auroc"):
+            for m in shown:
                 ci = r["ci"].get(m)
-                cells.append(f"<td>{fmt(r['values'][m])} <span class='muted'>{'[' + fmt(ci[0]) + ', ' + fmt(ci[1]) + ']' if ci else ''}</span></td>")
+                cells.append(f"<td>{fmt(r['values'].get(m))} <span class='muted'>{'[' + fmt(ci[0]) + ', ' + fmt(ci[1]) + ']' if ci else ''}</span></td>")
             body.append(f"<tr><td>{e(arm)}</td><td>{r['n_added']}</td>{''.join(cells)}</tr>")
-        utility = f"<table>{uhead}{''.join(body)}</table>"
+        utility = (f"<table>{uhead}{''.join(body)}</table><p class='muted'>Classifier: "
+                   f"{e(str(report.details.get('utility_classifier', '')))}; recall at ref. specificity: the minority "
+                   "recall at the threshold where the arm without augmentation has its specificity.</p>")
         saturated = report.details.get("utility_saturated") or []
         if saturated:
             utility = (f'<p class="note">Saturated: every arm reaches 1.0 on {e(", ".join(saturated))}, even '

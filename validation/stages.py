@@ -34,7 +34,7 @@ from synthcohort.validation.reference import (
     reference_indices,
     reference_seed,
 )
-from synthcohort.validation.utility import utility_experiment
+from synthcohort.validation.utility import SYNTHETIC_ARMS, utility_experiment
 from synthcohort.validation.verdict import Metric, gate, info
 
 
@@ -355,17 +355,19 @@ def utility(inp: Inputs) -> Findings:
     arms = utility_experiment(
         (inp.tr_x, tr_y), (va_x, va_y), (inp.te_x, te_y), inp.syn, minority=inp.class_index, num_classes=num_classes,
         seed=derive_seed(cfg.seed, "utility"), epochs=cfg.utility_epochs, seeds=cfg.utility_seeds,
-        batch_size=cfg.utility_batch_size, bootstrap=cfg.bootstrap,
+        batch_size=cfg.utility_batch_size, bootstrap=cfg.bootstrap, classifier=cfg.utility_classifier,
     )
     out.details["utility"] = {a.name: {"values": a.values, "ci": a.ci, "n_added": a.n_added, "per_seed": a.per_seed}
                               for a in arms.values()}
+    out.details["utility_classifier"] = cfg.utility_classifier
     out.details["utility_saturated"] = saturated_utility(out.details["utility"])
     for a in arms.values():
         for name, v in a.values.items():
             out.metrics[f"utility_{a.name}_{name}"] = info(v, ci=a.ci.get(name),
                                                            label=f"{a.name}: {name.replace('_', ' ')} on the real test split")
     gain = arms["synthetic"].values["minority_recall"] - arms["none"].values["minority_recall"]
-    best_base = max((a for a in arms.values() if a.name != "synthetic"), key=lambda a: a.values["balanced_accuracy"])
+    best_base = max((a for a in arms.values() if a.name not in SYNTHETIC_ARMS),
+                    key=lambda a: a.values["balanced_accuracy"])
     out.details["utility_summary"] = {
         "synthetic_beats_all_baselines_balanced_accuracy": bool(
             arms["synthetic"].values["balanced_accuracy"] > best_base.values["balanced_accuracy"]),

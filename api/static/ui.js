@@ -948,10 +948,16 @@ function utilitySection() {
       text: `Saturated: every arm reaches 1.0 on ${saturated.join(", ")}, even without synthetic images, so this `
         + "test cannot show whether the synthetic images help." }));
   }
-  const metrics = ["minority_recall", "balanced_accuracy", "auroc"];
-  sec.append(el("table", {}, el("tr", {}, ["arm", "added", "minority recall", "balanced accuracy", "AUROC"].map((h) => el("th", { text: h }))),
+  const columns = { minority_recall: "minority recall", balanced_accuracy: "balanced accuracy", auroc: "AUROC",
+    auprc: "AUPRC", specificity: "specificity", recall_at_ref_specificity: "recall at ref. specificity" };
+  const metrics = Object.keys(columns).filter((m) => Object.values(util).some((r) => m in r.values));
+  sec.append(el("table", {}, el("tr", {}, ["arm", "added", ...metrics.map((m) => columns[m])].map((h) => el("th", { text: h }))),
     Object.entries(util).map(([arm, r]) => el("tr", {}, el("td", { text: arm }), el("td", { text: r.n_added }),
       metrics.map((m) => el("td", { text: fmt(r.values[m]) }))))));
+  if (S.details.utility_classifier) {
+    sec.append(el("p", { class: "muted", text: `Classifier: ${S.details.utility_classifier}. Recall at ref. specificity: `
+      + "the minority recall where the arm without augmentation has its specificity." }));
+  }
   return sec;
 }
 
