@@ -158,12 +158,13 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
 
 def train_classifier(
     x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, num_classes: int, minority: int,
-    seed: int, epochs: int, batch_size: int | None = None, weighted: bool, classifier: str = "resnet18",
+    seed: int, epochs: int | None = None, batch_size: int | None = None, weighted: bool, classifier: str = "resnet18",
 ) -> nn.Module:
-    """One classifier trained by its recipe (``validation.classifiers``); keeps the epoch with the
-    best val balanced accuracy."""
+    """One classifier trained by its recipe (``validation.classifiers``; ``epochs`` and
+    ``batch_size`` default to it); keeps the epoch with the best val balanced accuracy."""
     recipe = RECIPES[classifier]
     batch_size = batch_size or recipe.batch_size
+    epochs = epochs or recipe.epochs_for(len(x), batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "utility-init"))
         net = build_classifier(classifier, x.ndim - 2, x.shape[1], num_classes)
@@ -240,7 +241,6 @@ def utility_experiment(
     baselines earlier passes theirs)."""
     if classifier not in RECIPES:
         raise ValueError(f"unknown utility classifier {classifier!r}")
-    epochs = epochs or RECIPES[classifier].epochs
     x, y = train[0], train[1].reshape(-1).astype(np.int64)
     vx, vy = val[0], val[1].reshape(-1).astype(np.int64)
     tx, ty = test[0], test[1].reshape(-1).astype(np.int64)
