@@ -74,7 +74,7 @@ def test_every_family_config_refuses_unknown_fields_and_its_defaults_fit_the_def
         with pytest.raises(Exception) as err:
             parse_config(family, {"nonsense": 1})
         assert err.value.field == "config.nonsense"
-        for fields in ({}, SMALL_DATA.get(family, {})):  # a family may have no measured preset yet
+        for fields in ({}, SMALL_DATA[family]):
             cfg = parse_config(family, fields)
             assert 0 < estimate_training_bytes(family, cfg, channels=3, image_size=(64, 64)) < limit
         # the estimate grows with the batch: what a POST with a huge batch is refused for
