@@ -23,7 +23,8 @@ Measured 2026-12-06 (MSD hippocampus imported at 32×48×32, 182 train volumes, 
     latent: denoiser       0.26 (0.53)       0.40 (1.00)                 74 per step, 45 per volume
 
 The pixel reference's MONAI U-Net keeps its self-attention mid block at 16·24·16 voxels even with
-``attention_levels`` off; that block is most of its cost and about 6 GB of its memory at batch 4.
+``attention_levels`` off: without that block one forward + backward at batch 4 took 7.2 CPU s instead
+of 17.9, and the process's RSS reached about 6 GB with it.
 """
 
 from __future__ import annotations
