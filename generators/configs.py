@@ -127,11 +127,54 @@ class DiffusionConfig(GeneratorConfig):
         return self
 
 
+class LatentDiffusionConfig(GeneratorConfig):
+    """Two phases in one run: ``ae_steps`` steps of the KL autoencoder, then the latent denoiser.
+
+    Small defaults for 32³-ish volumes on two CPU cores: a 4× down-sampling autoencoder (two
+    down-samplings, 3 latent channels as in Pinaya et al. 2022) turns 32×48×32 into 3×8×12×8."""
+
+    batch_size: int = Field(default=4, ge=1, le=65536)
+    # autoencoder (first phase)
+    ae_steps: int = Field(default=500, ge=1, le=10_000_000)
+    ae_channels: tuple[Width, ...] = Field(default=(16, 32, 32), min_length=1, max_length=6)
+    ae_num_res_blocks: int = Field(default=1, ge=1, le=8)
+    ae_norm_num_groups: Width = 8
+    ae_attention: bool = False  # non-local attention at the bottleneck of encoder and decoder
+    latent_channels: int = Field(default=3, ge=1, le=64)
+    ae_lr: LearningRate = 5e-4
+    kl_weight: float = Field(default=1e-6, ge=0.0, le=1.0)  # Pinaya et al. 2022
+    # latent denoiser (second phase): the fields of the pixel-space diffusion family
+    lr: LearningRate = 2e-4
+    grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)
+    channels: tuple[Width, ...] = Field(default=(32, 64), min_length=1, max_length=8)
+    attention_levels: tuple[bool, ...] = (False, True)
+    layers_per_block: int = Field(default=1, ge=1, le=8)
+    norm_num_groups: Width = 8
+    head_channels: Width = 16
+    num_train_timesteps: int = Field(default=1000, ge=1, le=100_000)  # T
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    sampling_steps: int = Field(default=50, ge=1, le=100_000)  # DDIM steps
+    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η
+    p_uncond: Fraction = 0.0
+    guidance_scale: float = Field(default=1.0, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _widths_fit(self) -> LatentDiffusionConfig:
+        if len(self.attention_levels) != len(self.channels):
+            raise ValueError("attention_levels needs one entry per channels entry")
+        if any(ch % self.norm_num_groups for ch in self.channels):
+            raise ValueError(f"every channels entry must be divisible by norm_num_groups={self.norm_num_groups}")
+        if any(ch % self.ae_norm_num_groups for ch in self.ae_channels):
+            raise ValueError(f"every ae_channels entry must be divisible by ae_norm_num_groups={self.ae_norm_num_groups}")
+        return self
+
+
 CONFIGS: dict[str, type[GeneratorConfig]] = {
     "wgan-gp": WGANGPConfig,
     "stylegan2": StyleGAN2Config,
     "dyngan": DynGANConfig,
     "diffusion": DiffusionConfig,
+    "latent-diffusion": LatentDiffusionConfig,
 }
 
 
@@ -170,6 +213,9 @@ def _widths(family: str, cfg: Any, side: int) -> tuple[int, int]:
         return 2 * cfg.width * (2 if cfg.residual else 1), max(8 * cfg.width, cfg.z_dim, cfg.feature_dim)
     if family == "diffusion":
         return cfg.channels[0] * (1 + cfg.layers_per_block), max(cfg.channels)
+    if family == "latent-diffusion":  # the autoencoder's encoder + decoder at full resolution dominate
+        full = 2 * cfg.ae_channels[0] * (1 + cfg.ae_num_res_blocks) + cfg.channels[0] * (1 + cfg.layers_per_block)
+        return full, max(*cfg.ae_channels, *cfg.channels)
     raise InvalidInputError(f"unknown generator {family!r}", field="generator")
 
 

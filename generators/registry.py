@@ -18,6 +18,7 @@ FAMILY_MODULES = {
     "diffusion": "synthcohort.generators.diffusion",
     "stylegan2": "synthcohort.generators.stylegan2",
     "dyngan": "synthcohort.generators.dyngan",
+    "latent-diffusion": "synthcohort.generators.latent_diffusion",
 }
 
 _REGISTRY: dict[str, type[Generator]] = {}

@@ -50,6 +50,19 @@ def test_config_above_the_worker_memory_is_422_and_a_fitting_one_202(api: Api, d
     assert api.counts()["jobs"] == 4
 
 
+def test_latent_diffusion_config_is_checked_at_post(api: Api, dataset_id: str) -> None:
+    body = {"dataset_id": dataset_id, "class_name": "malignant", "generator": "latent-diffusion", "steps": 5}
+    for config, field in (({"ae_steps": 0}, "config.ae_steps"), ({"kl_weight": -1}, "config.kl_weight"),
+                          ({"ae_channels": [8] * 9}, "config.ae_channels")):
+        r = api.post("/v1/models", "alice", {**body, "config": config})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field, r.json()
+    assert api.counts()["jobs"] == 0
+    r = api.post("/v1/models", "alice", {**body, "config": {"ae_steps": 2, "batch_size": 4}})
+    assert r.status_code == 202, r.text
+    assert api.counts()["jobs"] == 1 and api.counts()["models"] == 1
+
+
 def test_every_family_config_refuses_unknown_fields_and_its_defaults_fit_the_default_limit() -> None:
     from synthcohort.core.settings import Settings
     from synthcohort.generators.presets import SMALL_DATA
