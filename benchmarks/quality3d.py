@@ -254,6 +254,14 @@ def evaluate_hippocampus_cohort(real: Hippocampus, images: np.ndarray, masks: np
             "report": str(out_dir / "cohort" / "report" / "report.html")}
 
 
+def family_budget(fam: str, args) -> tuple[dict, int]:
+    """A family's config (``CONFIG_3D`` under ``--config``) and its steps (``--steps`` or ``STEPS_60MIN``)."""
+    steps = args.steps or STEPS_60MIN.get(fam)
+    if not steps:
+        raise InvalidInputError(f"no measured 60-minute budget for {fam!r}; pass --steps", field="steps")
+    return {**CONFIG_3D.get(fam, {}), **json.loads(args.config).get(fam, {})}, steps
+
+
 def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source: Path = HIPPOCAMPUS) -> dict:
     """Every family × generator seed on the hippocampus (module docstring, steps 1–5)."""
     real = Hippocampus.load(source, split_seed=args.split_seed, val=args.val, test=args.test, size=args.size)
@@ -268,10 +276,7 @@ def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source:
     spec = GeneratorSpec(3, 1, tuple(real.train_x.shape[2:]), 1, mask_conditioned=True)
     real_dice = None if args.train_only else real_arm(real, cfg)
     for fam in families:
-        config = {**CONFIG_3D.get(fam, {}), **json.loads(args.config).get(fam, {})}
-        steps = args.steps or STEPS_60MIN.get(fam)
-        if not steps:
-            raise InvalidInputError(f"no measured 60-minute budget for {fam!r}; pass --steps", field="steps")
+        config, steps = family_budget(fam, args)
         for seed in args.seeds:
             run = argparse.Namespace(**{**vars(args), "seed": seed})
             model, train_s = trained_model(f"hippocampus-{real.dataset.id}", fam, get_generator(fam), spec, config,
@@ -328,8 +333,7 @@ def run_adrenal(families: list[str], args, device) -> dict:
     data = TrainingData(*real.train, class_names=ADRENAL_CLASSES, dataset_id="adrenalmnist3d-1to10")
     eval_args = argparse.Namespace(seed=args.validation_seed, validation_seeds=1, similarity_only=False)
     for fam in families:
-        config = {**CONFIG_3D.get(fam, {}), **json.loads(args.config).get(fam, {})}
-        steps = args.steps or STEPS_60MIN.get(fam)
+        config, steps = family_budget(fam, args)
         for seed in args.seeds:
             run = argparse.Namespace(**{**vars(args), "seed": seed})
             key = f"adrenalmnist3d-1to10-split{args.split_seed}"
