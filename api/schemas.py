@@ -311,7 +311,8 @@ class NearestOut(BaseModel):
         default=None, description="An outlier is farther than this from every real image of the class (features).")
 
 
-ReportPicture = Literal["grid_real.png", "grid_synthetic.png", "tsne.png"]
+ReportPicture = Literal["grid_real.png", "grid_synthetic.png", "tsne.png", "ortho_real.png", "ortho_synthetic.png",
+                        "spread.png"]
 
 
 class WorkerHealth(BaseModel):

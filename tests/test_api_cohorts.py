@@ -394,6 +394,10 @@ def test_report_pictures_follow_the_report_html_rule(api: Api, cohort: str) -> N
     assert api.get(f"/v1/cohorts/{cohort}/report/grid_real.png", "reviewer").status_code == 200
     assert api.get(f"/v1/cohorts/{cohort}/report/grid_synthetic.png", "reviewer").status_code == 404  # not drawn
     assert api.get(f"/v1/cohorts/{cohort}/report/tsne.png", "bob").status_code == 404
+    for name in ("ortho_real.png", "ortho_synthetic.png", "spread.png"):  # a 3D report's slices show volumes
+        (report_dir / name).write_bytes(b"\x89PNG\r\n\x1a\n" + name.encode())
+        assert api.get(f"/v1/cohorts/{cohort}/report/{name}", "alice").status_code == 403
+        assert api.get(f"/v1/cohorts/{cohort}/report/{name}", "reviewer").content.endswith(name.encode())
     bad = api.get(f"/v1/cohorts/{cohort}/report/..%2Fsamples%2Fmanifest.csv", "reviewer")
     assert bad.status_code in (404, 422)
     bad = api.get(f"/v1/cohorts/{cohort}/report/secret.png", "reviewer")

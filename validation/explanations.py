@@ -43,6 +43,13 @@ PICTURE_CAPTIONS: dict[str, str] = {
     "grid_real.png": "Real training images of the class, drawn at random: what the generator learned from.",
     "grid_synthetic.png": "Synthetic images drawn at random from the cohort: compare shape, texture and contrast "
                           "with the real grid beside it.",
+    "ortho_real.png": "Real training volumes of the class, three orthogonal slices each through the centre of the "
+                      "mask (red outline); the title gives the axis and slice position.",
+    "ortho_synthetic.png": "Synthetic volumes, three orthogonal slices each through the centre of the mask they were "
+                           "generated for (red outline): the structure should fill the outline in every direction.",
+    "spread.png": "How much the volumes differ from one another at each voxel (standard deviation over samples), "
+                  "real above synthetic: a synthetic map much darker than the real one means many near-identical "
+                  "volumes (mode collapse).",
 }
 
 UTILITY_CEILING = 1.0

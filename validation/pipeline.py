@@ -166,9 +166,11 @@ def validate_arrays(
                                   seed=derive_seed(cfg.seed, "tsne") % 2**31, max_points=cfg.tsne_max_points,
                                   title=f"t-SNE, class {inp.class_name}: real reference vs synthetic")
             step("tsne")
+        train_masks = np.asarray(inp.real_train.masks) if inp.masks_used else None  # type: ignore[attr-defined]
         write_report(report, out_dir, real_images=inp.tr_x[inp.in_class_train], synthetic=inp.syn,
                      train_images=inp.tr_x, screen=screen, tsne_png=tsne_path, seed=cfg.seed,
-                     gallery_max=cfg.gallery_max)
+                     gallery_max=cfg.gallery_max, synthetic_masks=inp.synthetic_masks, train_masks=train_masks,
+                     real_masks=None if train_masks is None else train_masks[inp.in_class_train])
         report.out_dir = str(out_dir)
     step("report")
     return report

@@ -14,9 +14,11 @@ import numpy as np
 from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
 from synthcohort.core.seeding import numpy_rng
 from synthcohort.imaging.sample_files import encode_png, preview
+from synthcohort.validation.collapse import spread_picture
 from synthcohort.validation.copies import CopyScreen
 from synthcohort.validation.explanations import GATE_WORDS, PICTURE_CAPTIONS, explain
 from synthcohort.validation.verdict import FAILED, Metric, ValidationReport
+from synthcohort.validation.volume_views import VolumeRow, orthogonal_views, slice_centre
 
 TEMPLATE = Path(__file__).with_name("templates") / "report.html"
 
@@ -41,6 +43,7 @@ def grid(images: np.ndarray, cols: int = 8, pad: int = 2) -> np.ndarray:
 # grids and 6× beside its nearest training image (nearest neighbour, no smoothing).
 GRID_TILE_PX = 96
 PAIR_TILE_PX = 168
+ORTHO_ROWS = 6  # volumes per three-slice picture of a 3D report (real, synthetic)
 
 
 def _scale_for(h: int, target: int = PAIR_TILE_PX) -> int:
@@ -54,7 +57,7 @@ def _img_tag(data: bytes, alt: str, width: int | None = None) -> str:
 
 def _figure(img: str, name: str) -> str:
     """A picture with its one-line caption (the same words as on the review page)."""
-    return f'<figure>{img}<figcaption>{html.escape(PICTURE_CAPTIONS[name])}</figcaption></figure>'
+    return f'<figure data-picture="{name}">{img}<figcaption>{html.escape(PICTURE_CAPTIONS[name])}</figcaption></figure>'
 
 
 def write_report(
@@ -68,20 +71,51 @@ def write_report(
     tsne_png: Path | None,
     seed: int,
     gallery_max: int = 48,
+    real_masks: np.ndarray | None = None,
+    synthetic_masks: np.ndarray | None = None,
+    train_masks: np.ndarray | None = None,
 ) -> None:
-    """Write out_dir/report.json, report.html and the sample grids (PNG)."""
+    """Write out_dir/report.json, report.html and the sample grids (PNG). Volumes also get three
+    orthogonal slices per sample (mask contours from ``real_masks`` / ``synthetic_masks``, the
+    class's and the cohort's) and the voxel-spread picture; ``train_masks`` (every train image's)
+    outline the nearest training volume beside each flagged sample."""
     out_dir = Path(out_dir)
     rng = numpy_rng(seed)
-    real_pick = real_images[np.sort(rng.choice(len(real_images), min(32, len(real_images)), replace=False))]
-    syn_pick = synthetic[np.sort(rng.choice(len(synthetic), min(32, len(synthetic)), replace=False))]
+    real_idx = np.sort(rng.choice(len(real_images), min(32, len(real_images)), replace=False))
+    syn_idx = np.sort(rng.choice(len(synthetic), min(32, len(synthetic)), replace=False))
+    real_pick, syn_pick = real_images[real_idx], synthetic[syn_idx]
     scale = _scale_for(preview(real_pick[0]).shape[0], GRID_TILE_PX)
     pictures = {"grid_real.png": encode_png(grid(real_pick), scale), "grid_synthetic.png": encode_png(grid(syn_pick), scale)}
+    if synthetic.ndim == 5:
+        pictures["ortho_real.png"] = _ortho_rows("real", real_images, real_masks, real_idx[:ORTHO_ROWS])
+        pictures["ortho_synthetic.png"] = _ortho_rows("synthetic", synthetic, synthetic_masks, syn_idx[:ORTHO_ROWS])
+        pictures["spread.png"] = spread_picture(real_images, synthetic)
     for name, data in pictures.items():
         atomic_write_bytes(out_dir / name, data)
     report.details["pictures"] = sorted([*pictures, *(["tsne.png"] if tsne_png else [])])
     report.details["captions"] = {name: PICTURE_CAPTIONS[name] for name in report.details["pictures"]}
     atomic_write_text(out_dir / "report.json", report.dumps())
-    atomic_write_text(out_dir / "report.html", render_html(report, pictures, synthetic, train_images, screen, tsne_png, gallery_max))
+    atomic_write_text(out_dir / "report.html", render_html(report, pictures, synthetic, train_images, screen, tsne_png,
+                                                          gallery_max, synthetic_masks=synthetic_masks,
+                                                          train_masks=train_masks))
+
+
+def _ortho_rows(label: str, volumes: np.ndarray, masks: np.ndarray | None, idx: np.ndarray) -> bytes:
+    """Three orthogonal slices of ``volumes[idx]``, one row each, labelled with the index."""
+    return orthogonal_views([VolumeRow(f"{label} #{int(i)}", volumes[i], None if masks is None else masks[i])
+                             for i in idx])
+
+
+def _pair_png(synthetic: np.ndarray, train: np.ndarray, syn_mask: np.ndarray | None,
+              train_mask: np.ndarray | None, index: int) -> bytes:
+    """A flagged sample beside its nearest training image: side by side in 2D; in 3D two rows of
+    three orthogonal slices, both through the sample's mask centre so the same place is compared."""
+    if synthetic.ndim == 4:
+        return orthogonal_views([VolumeRow(f"synthetic #{index}", synthetic, syn_mask),
+                                 VolumeRow("nearest train", train, train_mask)],
+                                at=slice_centre(synthetic.shape[1:], syn_mask))
+    a, b = preview(synthetic), preview(train)
+    return encode_png(np.concatenate([a, np.ones_like(a)[:, :2], b], axis=1), _scale_for(a.shape[0]))
 
 
 def render_html(
@@ -92,6 +126,9 @@ def render_html(
     screen: CopyScreen,
     tsne_png: Path | None,
     gallery_max: int,
+    *,
+    synthetic_masks: np.ndarray | None = None,
+    train_masks: np.ndarray | None = None,
 ) -> str:
     e = html.escape
     prov = report.provenance
@@ -122,6 +159,13 @@ def render_html(
     warnings = "".join(f"<li>{e(w)}</li>" for w in report.warnings)
     tsne = (_figure(_img_tag(tsne_png.read_bytes(), "t-SNE", 560), "tsne.png") if tsne_png and tsne_png.is_file()
             else '<p class="muted">not computed</p>')
+    volumes = "".join(f"<h3>{e(title)}</h3>{_figure(_img_tag(pictures[name], title, 450), name)}"
+                      for name, title in (("ortho_real.png", "real volumes, training split"),
+                                          ("ortho_synthetic.png", "synthetic volumes")) if name in pictures)
+    if volumes:
+        volumes = "<h2>Volumes: three orthogonal slices</h2>" + volumes
+    spread = (_figure(_img_tag(pictures["spread.png"], "voxel spread", 560), "spread.png") if "spread.png" in pictures
+              else "")
     grids = (f"<table><tr><th>real ({e(str(prov.get('class_name', '')))}, training split)</th><th>synthetic</th></tr><tr>"
              f"<td>{_figure(_img_tag(pictures['grid_real.png'], 'real'), 'grid_real.png')}</td>"
              f"<td>{_figure(_img_tag(pictures['grid_synthetic.png'], 'synthetic'), 'grid_synthetic.png')}</td>"
@@ -134,13 +178,16 @@ def render_html(
         s = report.samples[j]
         near_copy = any(f["kind"] == "near_copy" for f in s["flags"])
         t_idx = int(screen.pixel_index[j] if near_copy else screen.nearest_index[j])
-        sc = _scale_for(preview(synthetic[j]).shape[0])
-        pair = np.concatenate([preview(synthetic[j]), np.ones_like(preview(synthetic[j]))[:, :2], preview(train_images[t_idx])], axis=1)
+        t_id = s["nearest_train"]["pixel_sample_id" if near_copy else "sample_id"]
+        pair = _pair_png(synthetic[j], train_images[t_idx], None if synthetic_masks is None else synthetic_masks[j],
+                         None if train_masks is None else train_masks[t_idx], s["index"])
         reasons = "".join(f"<li><b>{e(f['kind'])}</b>{_score(f)}: {e(f['reason'])}</li>" for f in s["flags"])
-        cards.append(f'<div class="card">{_img_tag(encode_png(pair, sc), "flagged sample and nearest training image")}'
+        cards.append(f'<div class="card">{_img_tag(pair, "flagged sample and nearest training image")}'
                      f"<br>#{s['index']} <code>{e(s['file'])}</code> ({held}) | nearest training image "
-                     f"<code>{e(s['nearest_train']['pixel_sample_id' if near_copy else 'sample_id'])}</code><ul>{reasons}</ul></div>")
-    gallery = (f'<p>{len(flagged)} flagged, {held}; left: synthetic, right: nearest training image.</p>'
+                     f"<code>{e(t_id)}</code><ul>{reasons}</ul></div>")
+    layout = ("top: synthetic, bottom: nearest training volume, three orthogonal slices at the sample's mask centre"
+              if synthetic.ndim == 5 else "left: synthetic, right: nearest training image")
+    gallery = (f'<p>{len(flagged)} flagged, {held}; {layout}.</p>'
                f'<div class="gallery">{"".join(cards)}</div>' if flagged else "<p>No sample flagged.</p>")
     if failed:
         gallery = (f'<p class="bad">All {len(report.samples)} samples are withheld (cohort failed): the cohort missed '
@@ -191,7 +238,9 @@ def render_html(
         warnings=f"<h3>Warnings</h3><ul>{warnings}</ul>" if warnings else "",
         metrics=metrics,
         tsne=tsne,
+        spread=spread,
         grids=grids,
+        volumes=volumes,
         gallery=gallery,
         utility=utility,
         provenance=prov_rows,

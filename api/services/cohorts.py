@@ -167,8 +167,9 @@ def check_sees_training_images(session: Session, key: ApiKey, cohort: Cohort, wh
                         "read /report (JSON) or ask a reviewer", field="cohort_id")
 
 
-# The real/synthetic grids show training images and held samples; the t-SNE shows points only.
-_PICTURES_WITH_IMAGES = ("grid_real.png", "grid_synthetic.png")
+# The real/synthetic grids and slices show training images and held samples, and a voxel-spread map
+# of a few volumes shows their anatomy; the t-SNE shows points only.
+_PICTURES_WITH_IMAGES = ("grid_real.png", "grid_synthetic.png", "ortho_real.png", "ortho_synthetic.png", "spread.png")
 
 
 def report_picture(session: Session, key: ApiKey, cohort_id: str, name: str) -> Path:

@@ -923,7 +923,7 @@ async function loadPictures() {
   const names = S.details.pictures || [];
   const captions = S.details.captions || {};
   if (!names.length) { box.append(el("p", { class: "muted", text: "No picture in this report." })); return; }
-  const order = ["tsne.png", "grid_real.png", "grid_synthetic.png"];
+  const order = ["tsne.png", "spread.png", "grid_real.png", "grid_synthetic.png", "ortho_real.png", "ortho_synthetic.png"];
   for (const name of names.slice().sort((a, b) => order.indexOf(a) - order.indexOf(b))) {
     const fig = el("figure", { "data-picture": name });
     box.append(fig);

@@ -1,0 +1,486 @@
+"""3D cohorts measured against the Dice standard (issue 22): mask-conditioned hippocampus volumes
+and class-conditional AdrenalMNIST3D shapes.
+
+Hippocampus (MSD Task04, ``../shared/data/hippocampus``): imported through the project's store
+(``store.ingest.import_path``, 32×48×32, MR percentiles) with its seeded split; each case file is
+one split unit (the public files name no subject, so a subject's left and right crops, if both
+are among the 260, cannot be kept together; the sample ids of every split are in the JSON). For
+each family and generator seed:
+
+1. train mask-conditioned on the train split's image/mask pairs for ``--steps`` (default
+   ``STEPS_60MIN``: the steps 60 minutes reach on 2 CPU cores), cached like ``benchmarks.quality``;
+2. sample one image per real train mask, plus one per *new* mask: train masks deformed by a seeded
+   random affine map (rotation ≤ 10° about each axis, scale 0.9–1.1, shift ≤ 2 voxels, nearest
+   neighbour, ``augmented_masks``), so the cohort is not only the train masks repainted;
+3. write the cohort as a sample dir and run the validation stage through ``validate_cohort`` (the
+   API's path): the Dice gate (real-trained segmenter on synthetic pairs vs on real hold-out pairs,
+   with CI), 3D similarity (S_FID, KID, coverage, entropy; informational beside the Dice gate)
+   and copy screening against the train volumes (near-copy flags, authenticity);
+4. the same images with their masks permuted among samples (a derangement) go through
+   ``validate_cohort`` too: this shuffled-mask control must fail the Dice gate;
+5. train-on-synthetic (issue 22's DSC ratio): a MONAI UNet (``validation.segmenter``) trained on
+   synthetic pairs against one trained on real pairs, both scored on the real test split, and
+   one trained on real + synthetic against real alone (the gain); every arm takes the same number
+   of optimiser steps, and CIs are paired bootstraps over test volumes.
+
+AdrenalMNIST3D (28³ shape masks): hyperplasia is cut to 1:10 in train (seeded; the kept indices are
+in the JSON), each family trains class-conditionally and draws as many hyperplasia volumes as
+balance the classes; the validation stage scores S_FID and flags, and the validation stage's
+utility protocol (``validation.utility``, 3D through ``spatial_dims``) scores minority recall
+against random oversampling, through ``benchmarks.quality``'s machinery.
+
+    python -m benchmarks.quality3d [--families wgan-gp diffusion] [--seeds 0 1 2] [--steps N]
+                                   [--threads 1] [--train-only] [--no-adrenal] [--time-steps K]
+
+``--time-steps K`` only measures each family's seconds per step (K steps, 1 thread advised) at
+the hippocampus size. Results go to ``benchmarks/results/quality3d-<time>/`` (JSON, a markdown
+table, the validation reports); trained generators to ``--models-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import affine_transform
+
+from benchmarks.quality import RealData, evaluate_cohort, trained_model, utility_row
+from synthcohort.core.atomic import atomic_write_text
+from synthcohort.core.device import select_device
+from synthcohort.core.errors import InvalidInputError
+from synthcohort.core.seeding import derive_seed, numpy_rng
+from synthcohort.core.settings import get_settings
+from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.registry import available, get_generator
+from synthcohort.imaging.readers import read_medmnist
+from synthcohort.imaging.resizing import parse_size
+from synthcohort.imaging.sample_dir import write_sample_dir
+from synthcohort.store.datasets import DatasetVersion
+from synthcohort.store.ingest import import_path
+from synthcohort.validation.config import UTILITY_EPOCHS, ValidationConfig
+from synthcohort.validation.dice import dice_scores
+from synthcohort.validation.pipeline import validate_cohort
+from synthcohort.validation.segmenter import segment, train_segmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
+ADRENAL = ROOT.parent / "shared" / "data" / "medmnist" / "adrenalmnist3d.npz"
+CLASS = "hippocampus"
+SIZE = (32, 48, 32)
+ADRENAL_CLASSES = ("normal", "hyperplasia")
+ADRENAL_MINORITY, ADRENAL_RATIO = 1, 10  # hyperplasia cut to 1 per 10 normal in train
+
+# 3D settings per family (no small-data preset exists for volumes): small batches, and no
+# self-attention in the diffusion UNet (at 16×24×16 one attention map has 6144² entries). Measured
+# peak memory of one training step at 32×48×32 on CPU: diffusion 5 GB at batch 2 (MONAI's 3D UNet;
+# batch 8 was killed for memory at 13 GB), so the diffusion batch is 2; wgan-gp takes batch 4 (at
+# batch 8 one step took 78 s wall under the load described below).
+CONFIG_3D: dict[str, dict] = {
+    "wgan-gp": {"batch_size": 4},
+    "diffusion": {"batch_size": 2, "attention_levels": (False, False), "beta_schedule": "squaredcos_cap_v2",
+                  "sampling_steps": 25},
+}
+# CPU seconds per training step at 32×48×32 with CONFIG_3D and 1 torch thread, measured on
+# 2026-12-06 with ``--time-steps 2 --threads 1`` on this project's 2-core CPU machine while four other
+# agents loaded it (load average 9–12): wgan-gp 14.12 s of CPU (28.6 s wall), diffusion 8.68 s of CPU
+# (17.8 s wall); peak memory 5.3 GB. The CPU time is what one idle core would take; contention
+# inflates it too, so these budgets are on the low side. STEPS_60MIN = 3600 s / that: two families
+# side by side with --threads 1 each fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the
+# voxels) trains the same steps, in about half the time (not measured).
+SECONDS_PER_STEP = {"wgan-gp": 14.12, "diffusion": 8.68}
+STEPS_60MIN = {fam: int(3600 // s) for fam, s in SECONDS_PER_STEP.items()}
+SAMPLE_BATCH = 8  # volumes per generator call when sampling (memory, not speed)
+
+
+def three_d_families() -> list[str]:
+    """The registered families that build a 3D mask-conditioned generator (others refuse)."""
+    spec = GeneratorSpec(3, 1, (16, 16, 16), 1, mask_conditioned=True)
+    out = []
+    for fam in available():
+        family = get_generator(fam)
+        try:
+            family(spec, family.Config(**CONFIG_3D.get(fam, {})), seed=0)
+        except (InvalidInputError, ValueError, NotImplementedError):
+            continue
+        out.append(fam)
+    return out
+
+
+def augmented_masks(masks: np.ndarray, n: int, *, seed: int, max_degrees: float = 10.0, max_scale: float = 0.1,
+                    max_shift: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` new binary masks (n, 1, D, H, W): train masks drawn with replacement, each deformed by
+    a random affine map about the volume's centre (rotations up to ``max_degrees`` about each axis,
+    isotropic scale 1 ± ``max_scale``, shift up to ``max_shift`` voxels; nearest neighbour). A
+    deformation that empties the mask is redrawn. Returns the masks and the source index of each."""
+    rng = numpy_rng(derive_seed(seed, "augmented-masks"))
+    spatial = np.array(masks.shape[2:], dtype=np.float64)
+    centre = (spatial - 1) / 2
+    out, src = np.empty((n, *masks.shape[1:]), np.uint8), rng.integers(0, len(masks), n)
+    for k, i in enumerate(src):
+        m = masks[i, 0] > 0
+        while True:
+            a = np.deg2rad(rng.uniform(-max_degrees, max_degrees, 3))
+            rot = _rotation(*a) * rng.uniform(1 - max_scale, 1 + max_scale)
+            inv = np.linalg.inv(rot)  # affine_transform maps output voxels to input voxels
+            offset = centre - inv @ (centre + rng.uniform(-max_shift, max_shift, 3))
+            new = affine_transform(m.astype(np.uint8), inv, offset=offset, order=0, mode="constant")
+            if new.any():
+                break
+        out[k, 0] = new
+    return out, src
+
+
+def _rotation(a: float, b: float, c: float) -> np.ndarray:
+    """Rotation by a, b, c radians about the first, second and third axis."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    r0 = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    r1 = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    r2 = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return r0 @ r1 @ r2
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A seeded permutation with no fixed point: every sample gets another sample's mask."""
+    perm = numpy_rng(derive_seed(seed, "shuffled-masks")).permutation(n)
+    return np.roll(perm, 1)[np.argsort(perm)]
+
+
+@dataclass(frozen=True)
+class Hippocampus:
+    """The imported dataset version and the splits every cohort is judged against."""
+
+    dataset: DatasetVersion
+    train_x: np.ndarray
+    train_m: np.ndarray
+    test_x: np.ndarray
+    test_m: np.ndarray
+
+    @classmethod
+    def load(cls, source: Path, *, split_seed: int, val: float, test: float,
+             size: tuple[int, ...] = SIZE) -> Hippocampus:
+        ds = import_path(source, modality="MR", size=size, class_name=CLASS, seed=split_seed, val=val, test=test)
+        tr, te = ds.split("train"), ds.split("test", purpose="validation")
+        return cls(ds, tr.images, tr.masks, te.images, te.masks)
+
+    def split_record(self) -> dict:
+        """What a rerun needs to check it split the same way: seed, rule and the sample ids."""
+        ds = self.dataset
+        return {"dataset_id": ds.id, "split_origin": ds.meta.split_origin, "unit": "case file (one patient crop)",
+                **{s: list(ds.split(s, purpose="validation").sample_ids) for s in ("train", "val", "test")}}
+
+
+def dice_ci(num: np.ndarray, den: np.ndarray, *, seed: int, bootstrap: int, ratio: bool) -> tuple[float, list | None]:
+    """mean(num) / mean(den) (``ratio``) or mean(num) − mean(den), with a paired percentile
+    bootstrap over the test volumes (both arms scored on the same ones)."""
+    f = (lambda a, b: a.mean() / max(b.mean(), 1e-12)) if ratio else (lambda a, b: a.mean() - b.mean())
+    rng = numpy_rng(seed)
+    vals = [f(num[i], den[i]) for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
+    return float(f(num, den)), ([float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None)
+
+
+def segmentation_arms(real: Hippocampus, syn_x: np.ndarray, syn_m: np.ndarray, real_dice: np.ndarray, *,
+                      cfg: ValidationConfig, seed: int) -> dict:
+    """Train-on-synthetic and real + synthetic against real alone, each segmenter trained for the
+    optimiser steps the real arm takes (``cfg.segmenter_epochs`` epochs of the real train split),
+    all scored on the real test split, every segmenter initialised and batched with the real arm's
+    seed. ``real_dice``: the real arm's per-test-volume Dice; ``seed`` seeds the bootstraps."""
+    seg_seed = segmenter_seed(cfg)
+    n_real = len(real.train_x)
+
+    def arm(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        epochs = max(1, round(cfg.segmenter_epochs * n_real / len(x)))
+        net = train_segmenter(x, m, seed=seg_seed, epochs=epochs, batch_size=cfg.segmenter_batch_size)
+        return dice_scores(segment(net, real.test_x), real.test_m)
+
+    d_syn = arm(syn_x, syn_m)
+    d_mix = arm(np.concatenate([real.train_x, syn_x]), np.concatenate([real.train_m, syn_m]))
+    boot = cfg.bootstrap
+    ratio, ratio_ci = dice_ci(d_syn, real_dice, seed=derive_seed(seed, "tstr-ci"), bootstrap=boot, ratio=True)
+    gain, gain_ci = dice_ci(d_mix, real_dice, seed=derive_seed(seed, "gain-ci"), bootstrap=boot, ratio=False)
+    return {"dsc_real": float(real_dice.mean()), "dsc_synthetic_trained": float(d_syn.mean()),
+            "dsc_real_plus_synthetic": float(d_mix.mean()), "tstr_ratio": {"value": ratio, "ci": ratio_ci},
+            "gain": {"value": gain, "ci": gain_ci}}
+
+
+def segmenter_seed(cfg: ValidationConfig) -> int:
+    return derive_seed(cfg.seed, "quality3d-segmenter") % 2**31
+
+
+def real_arm(real: Hippocampus, cfg: ValidationConfig) -> np.ndarray:
+    """Per-test-volume Dice of the segmenter trained on the real train pairs (once per run)."""
+    net = train_segmenter(real.train_x, real.train_m, seed=segmenter_seed(cfg),
+                          epochs=cfg.segmenter_epochs, batch_size=cfg.segmenter_batch_size)
+    return dice_scores(segment(net, real.test_x), real.test_m)
+
+
+def gate_summary(report) -> dict:
+    """The figures of one validation report that the 3D table shows."""
+    m = report.metrics
+
+    def val(name: str) -> float | None:
+        return None if name not in m else m[name].value
+
+    d = m.get("dice_ratio")
+    return {"verdict": report.verdict,
+            "dice_ratio": None if d is None else {"value": d.value, "ci": d.ci, "passed": d.passed},
+            "dsc_synthetic": val("dsc_synthetic"), "dsc_real": val("dsc_real"),
+            "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci},
+            **{k: val(k) for k in ("kid_synthetic", "kid_reference", "coverage_ratio", "entropy_ratio", "precision",
+                                   "recall", "authenticity")},
+            "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
+            "n_flagged": len(report.flagged)}
+
+
+def evaluate_hippocampus_cohort(real: Hippocampus, images: np.ndarray, masks: np.ndarray, out_dir: Path, *,
+                                cfg: ValidationConfig, real_dice: np.ndarray, seed: int, model_id: str) -> dict:
+    """Steps 3–5 of the module docstring for one cohort (images with the masks they were drawn for)."""
+    rows = {}
+    for name, m in (("cohort", masks), ("shuffled_masks", masks[derangement(len(masks), seed)])):
+        write_sample_dir(out_dir / name / "samples", images, masks=m, class_name=CLASS, seed=seed, model_id=model_id)
+        report = validate_cohort(real.dataset.id, CLASS, out_dir / name / "samples", out_dir / name / "report",
+                                 config=cfg, provenance={"benchmark": "quality3d", "arm": name})
+        rows[name] = gate_summary(report)
+    return {**rows["cohort"], "shuffled_control": rows["shuffled_masks"],
+            "control_failed": rows["shuffled_masks"]["dice_ratio"]["passed"] is False,
+            "segmentation": segmentation_arms(real, images, masks, real_dice, cfg=cfg, seed=seed),
+            "report": str(out_dir / "cohort" / "report" / "report.html")}
+
+
+def family_budget(fam: str, args) -> tuple[dict, int]:
+    """A family's config (``CONFIG_3D`` under ``--config``) and its steps (``--steps`` or ``STEPS_60MIN``)."""
+    steps = args.steps or STEPS_60MIN.get(fam)
+    if not steps:
+        raise InvalidInputError(f"no measured 60-minute budget for {fam!r}; pass --steps", field="steps")
+    return {**CONFIG_3D.get(fam, {}), **json.loads(args.config).get(fam, {})}, steps
+
+
+def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source: Path = HIPPOCAMPUS) -> dict:
+    """Every family × generator seed on the hippocampus (module docstring, steps 1–5)."""
+    real = Hippocampus.load(source, split_seed=args.split_seed, val=args.val, test=args.test, size=args.size)
+    cfg = ValidationConfig(seed=args.validation_seed, utility=False, **json.loads(args.validation))
+    n_new = len(real.train_m) if args.new_masks is None else args.new_masks
+    print(f"\n== hippocampus {real.dataset.id}: {len(real.train_x)} train / {len(real.test_x)} test volumes; "
+          f"cohort = {len(real.train_m)} train masks + {n_new} new masks")
+    result = {"dataset": "hippocampus", "split": real.split_record(), "validation_config": cfg.model_dump(mode="json"),
+              "n_new_masks": n_new, "families": {}}
+    data = TrainingData(real.train_x, np.zeros(len(real.train_x), np.int64), real.train_m, class_names=(CLASS,),
+                        dataset_id=real.dataset.id)
+    spec = GeneratorSpec(3, 1, tuple(real.train_x.shape[2:]), 1, mask_conditioned=True)
+    real_dice = None if args.train_only else real_arm(real, cfg)
+    for fam in families:
+        config, steps = family_budget(fam, args)
+        for seed in args.seeds:
+            run = argparse.Namespace(**{**vars(args), "seed": seed})
+            model, train_s = trained_model(f"hippocampus-{real.dataset.id}", fam, get_generator(fam), spec, config,
+                                           steps, data, run, device)
+            if args.train_only:
+                continue
+            new, src = augmented_masks(real.train_m, n_new, seed=seed)
+            masks = np.concatenate([real.train_m, new])
+            t0 = time.perf_counter()
+            images = model.sample(len(masks), 0, seed=derive_seed(seed, "quality3d-sample"), masks=masks,
+                                  batch_size=SAMPLE_BATCH)
+            sample_s = time.perf_counter() - t0
+            row = evaluate_hippocampus_cohort(real, images, masks, out_dir / f"hippocampus-{fam}-seed{seed}", cfg=cfg,
+                                              real_dice=real_dice, seed=seed, model_id=f"{fam}-seed{seed}")
+            row.update(steps=steps, train_seconds=train_s, sample_seconds=sample_s, new_mask_sources=src.tolist(),
+                       config=model.config.model_dump(mode="json"))
+            result["families"].setdefault(fam, {})[str(seed)] = row
+            d, t = row["dice_ratio"], row["segmentation"]
+            print(f"  {fam} seed {seed}: Dice ratio {d['value']:.3f} ({'pass' if d['passed'] else 'fail'}), "
+                  f"train-on-synthetic {t['tstr_ratio']['value']:.3f}, gain {t['gain']['value']:+.3f}, "
+                  f"shuffled control {row['shuffled_control']['dice_ratio']['value']:.3f} "
+                  f"({'fails' if row['control_failed'] else 'PASSES'}), copies {row['flagged']['near_copy']}")
+    return result
+
+
+def adrenal_real(args) -> tuple[RealData, dict]:
+    """AdrenalMNIST3D with hyperplasia cut to 1:``ADRENAL_RATIO`` in train (seeded), as the
+    ``benchmarks.quality`` protocol's ``RealData``, and the record of which train volumes were kept."""
+    splits = read_medmnist(Path(args.adrenal)).unit_float()
+    x, y = splits["train"]
+    minority_idx = np.flatnonzero(y == ADRENAL_MINORITY)
+    n_keep = max(1, round((y != ADRENAL_MINORITY).sum() / ADRENAL_RATIO))
+    kept = np.sort(numpy_rng(derive_seed(args.split_seed, "adrenal-cut")).choice(minority_idx, n_keep, replace=False))
+    keep = np.sort(np.concatenate([np.flatnonzero(y != ADRENAL_MINORITY), kept]))
+    train = (x[keep], y[keep])
+    counts = np.bincount(train[1])
+    n_add = int(counts.max() - counts[ADRENAL_MINORITY])
+    utility_kw = dict(minority=ADRENAL_MINORITY, num_classes=2, seed=derive_seed(args.split_seed, "quality-utility"),
+                      epochs=args.utility_epochs, seeds=args.utility_seeds, bootstrap=args.bootstrap, n_add=n_add)
+    real = RealData(train, splits["val"], splits["test"], ADRENAL_MINORITY, ADRENAL_CLASSES, n_add, utility_kw)
+    return real, {"kept_minority_train_indices": kept.tolist(), "train_counts": counts.tolist(), "n_added": n_add}
+
+
+def run_adrenal(families: list[str], args, device) -> dict:
+    """The adrenal row: class-conditional 3D shapes, minority recall against random oversampling."""
+    real, cut = adrenal_real(args)
+    print(f"\n== adrenalmnist3d: hyperplasia cut to 1:{ADRENAL_RATIO} in train ({cut['train_counts']}); "
+          f"adding {real.n_add} per arm")
+    base = {} if args.train_only else real.utility(np.zeros((0, *real.train[0].shape[1:]), np.float32),
+                                                   arms=tuple(args.baselines))
+    result = {"dataset": "adrenalmnist3d", "minority": "hyperplasia", "cut": cut,
+              "baselines": {k: utility_row(v) for k, v in base.items()}, "families": {}}
+    spec = GeneratorSpec(3, 1, tuple(real.train[0].shape[2:]), 2)
+    data = TrainingData(*real.train, class_names=ADRENAL_CLASSES, dataset_id="adrenalmnist3d-1to10")
+    eval_args = argparse.Namespace(seed=args.validation_seed, validation_seeds=1, similarity_only=False)
+    for fam in families:
+        config, steps = family_budget(fam, args)
+        for seed in args.seeds:
+            run = argparse.Namespace(**{**vars(args), "seed": seed})
+            key = f"adrenalmnist3d-1to10-split{args.split_seed}"
+            model, train_s = trained_model(key, fam, get_generator(fam), spec, config, steps, data, run, device)
+            if args.train_only:
+                continue
+            t0 = time.perf_counter()
+            syn = model.sample(real.n_add, ADRENAL_MINORITY, seed=derive_seed(seed, "quality3d-sample"),
+                               batch_size=SAMPLE_BATCH)
+            row = {"steps": steps, "train_seconds": train_s, "sample_seconds": time.perf_counter() - t0,
+                   **evaluate_cohort(real, syn, eval_args)}
+            result["families"].setdefault(fam, {})[str(seed)] = row
+            rec = row["utility"]["synthetic"]["values"]["minority_recall"]
+            print(f"  {fam} seed {seed}: S_FID {row['s_fid']['value']:.3f}, minority recall {rec:.3f}")
+    return result
+
+
+def _mean(vals: list[float | None]) -> float:
+    v = [x for x in vals if x is not None]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _cell(vals: list[float], cis: list | None = None) -> str:
+    cis = [c for c in (cis or []) if c]
+    ci = f" [{_mean([c[0] for c in cis]):.2f}, {_mean([c[1] for c in cis]):.2f}]" if cis else ""
+    return f"{_mean(vals):.3f}{ci}"
+
+
+def markdown_table(hippo: dict | None, adrenal: dict | None) -> str:
+    """The RESULTS.md tables: each cell a mean over generator seeds; CIs the mean of the seeds' 95 %
+    CIs over test volumes (paired bootstraps)."""
+    lines = []
+    if hippo:
+        lines += ["| family | seeds | steps | Dice ratio (gate) | train-on-synthetic DSC ratio | real + synthetic gain "
+                  "| shuffled control | S_FID | coverage | copies | train min |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for fam, by_seed in hippo["families"].items():
+            r = list(by_seed.values())
+            seg = [x["segmentation"] for x in r]
+            lines.append(
+                f"| {fam} | {len(r)} | {r[0]['steps']} | {_cell([x['dice_ratio']['value'] for x in r], [x['dice_ratio']['ci'] for x in r])} "
+                f"| {_cell([s['tstr_ratio']['value'] for s in seg], [s['tstr_ratio']['ci'] for s in seg])} "
+                f"| {_cell([s['gain']['value'] for s in seg], [s['gain']['ci'] for s in seg])} "
+                f"| {_cell([x['shuffled_control']['dice_ratio']['value'] for x in r])} "
+                f"({sum(x['control_failed'] for x in r)}/{len(r)} fail) "
+                f"| {_cell([x['s_fid']['value'] for x in r])} | {_cell([x['coverage_ratio'] for x in r])} "
+                f"| {_mean([x['flagged']['near_copy'] for x in r]):.1f} | {_mean([x['train_seconds'] for x in r]) / 60:.1f} |")
+    if adrenal:
+        lines += ["", "| adrenal (hyperplasia 1:10) | seeds | S_FID | minority recall | balanced accuracy | AUROC |",
+                  "|---|---|---|---|---|---|"]
+        for arm, u in adrenal["baselines"].items():
+            v, c = u["values"], u["ci"]
+            lines.append(f"| {arm} | | | " + " | ".join(_cell([v[k]], [c[k]]) for k in
+                                                           ("minority_recall", "balanced_accuracy", "auroc")) + " |")
+        for fam, by_seed in adrenal["families"].items():
+            r = list(by_seed.values())
+            u = [x["utility"]["synthetic"] for x in r]
+            lines.append(f"| {fam} | {len(r)} | {_cell([x['s_fid']['value'] for x in r])} | " + " | ".join(
+                _cell([a["values"][k] for a in u], [a["ci"][k] for a in u])
+                for k in ("minority_recall", "balanced_accuracy", "auroc")) + " |")
+    return "\n".join(lines)
+
+
+def time_steps(families: list[str], k: int, device) -> dict[str, dict[str, float]]:
+    """Seconds per training step of each family at the hippocampus size with ``CONFIG_3D``, on
+    random volumes (the cost does not depend on the values), after one warm-up step."""
+    rng = numpy_rng(0)
+    x = rng.random((16, 1, *SIZE), dtype=np.float32)
+    m = (rng.random((16, 1, *SIZE)) > 0.9).astype(np.uint8)
+    data = TrainingData(x, np.zeros(16, np.int64), m, class_names=(CLASS,))
+    out = {}
+    for fam in families:
+        family = get_generator(fam)
+        model = family(GeneratorSpec(3, 1, SIZE, 1, mask_conditioned=True),
+                       family.Config(**CONFIG_3D.get(fam, {})), device=device, seed=0)
+        model.fit(data, 1)
+        wall, cpu = time.perf_counter(), time.process_time()
+        model.fit(data, 1 + k)
+        wall, cpu = (time.perf_counter() - wall) / k, (time.process_time() - cpu) / k
+        out[fam] = {"wall_s": wall, "cpu_s": cpu}
+        print(f"  {fam}: {wall:.2f} s/step wall, {cpu:.2f} s/step of CPU time, {torch.get_num_threads()} thread(s) → "
+              f"{int(3600 // cpu)} steps in 60 minutes of one core")
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--families", nargs="*", default=None, help="default: every family that builds in 3D")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="generator seeds")
+    ap.add_argument("--steps", type=int, default=None, help="the same step count for every family (default STEPS_60MIN)")
+    ap.add_argument("--new-masks", type=int, default=None, help="augmented masks to sample for (default: as many "
+                                                                "as train masks)")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--size", type=parse_size, default=SIZE, help="hippocampus grid, default 32x48x32")
+    ap.add_argument("--val", type=float, default=0.15)
+    ap.add_argument("--test", type=float, default=0.15)
+    ap.add_argument("--validation-seed", type=int, default=0)
+    ap.add_argument("--validation", default="{}", help="JSON ValidationConfig fields (budgets) for every report")
+    ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of CONFIG_3D')
+    ap.add_argument("--no-adrenal", action="store_true")
+    ap.add_argument("--no-hippocampus", action="store_true")
+    ap.add_argument("--adrenal", default=str(ADRENAL))
+    ap.add_argument("--baselines", nargs="*", default=["none", "random_oversampling"])
+    ap.add_argument("--utility-epochs", type=int, default=UTILITY_EPOCHS)
+    ap.add_argument("--utility-seeds", type=int, default=3, help="classifier seeds of the utility protocol")
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--train-only", action="store_true", help="train and cache the generators, evaluate nothing")
+    ap.add_argument("--time-steps", type=int, default=0, metavar="K", help="only time K steps per family")
+    ap.add_argument("--home", default=str(ROOT / "benchmarks" / "results" / "home"),
+                    help="SYNTHCOHORT_HOME of the run (the imported dataset, encoders)")
+    ap.add_argument("--models-dir", default=str(ROOT / "benchmarks" / "results" / "models"))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
+    device = select_device(args.device)
+    families = args.families or three_d_families()
+    if args.time_steps:
+        time_steps(families, args.time_steps, device)
+        return 0
+    os.environ["SYNTHCOHORT_HOME"] = args.home  # validate_cohort reads the store of the settings' data root
+    get_settings.cache_clear()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = ROOT / "benchmarks" / "results" / f"quality3d-{stamp}-{os.getpid()}"
+    print(f"device {device}; families {families}; generator seeds {args.seeds}; "
+          + (f"{args.steps} steps each" if args.steps else f"steps STEPS_60MIN {STEPS_60MIN}"))
+    hippo = None if args.no_hippocampus else run_hippocampus(families, args, device, out_dir)
+    adrenal = None if args.no_adrenal else run_adrenal(families, args, device)
+    if args.train_only:
+        print(f"\ntrained and cached in {args.models_dir}")
+        return 0
+    table = markdown_table(hippo, adrenal)
+    print("\n" + table)
+    atomic_write_text(out_dir / "quality3d.md", table + "\n")
+    atomic_write_text(out_dir / "quality3d.json", json.dumps(
+        {"device": str(device), "args": vars(args), "steps_60min": STEPS_60MIN, "seconds_per_step": SECONDS_PER_STEP,
+         "hippocampus": hippo, "adrenal": adrenal}, indent=2, default=str))
+    print(f"\nwrote {out_dir}/quality3d.json, quality3d.md and the reports")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
