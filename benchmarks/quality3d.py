@@ -65,7 +65,8 @@ from synthcohort.imaging.resizing import parse_size
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.datasets import DatasetVersion
 from synthcohort.store.ingest import import_path
-from synthcohort.validation.config import UTILITY_EPOCHS, ValidationConfig
+from synthcohort.validation.classifiers import CLASSIFIERS
+from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.dice import dice_scores
 from synthcohort.validation.pipeline import validate_cohort
 from synthcohort.validation.segmenter import segment, train_segmenter
@@ -315,8 +316,10 @@ def adrenal_real(args) -> tuple[RealData, dict]:
     counts = np.bincount(train[1])
     n_add = int(counts.max() - counts[ADRENAL_MINORITY])
     utility_kw = dict(minority=ADRENAL_MINORITY, num_classes=2, seed=derive_seed(args.split_seed, "quality-utility"),
-                      epochs=args.utility_epochs, seeds=args.utility_seeds, bootstrap=args.bootstrap, n_add=n_add)
-    real = RealData(train, splits["val"], splits["test"], ADRENAL_MINORITY, ADRENAL_CLASSES, n_add, utility_kw)
+                      epochs=args.utility_epochs, seeds=args.utility_seeds, bootstrap=args.bootstrap, n_add=n_add,
+                      classifier=args.classifier)
+    real = RealData(train, splits["val"], splits["test"], ADRENAL_MINORITY, ADRENAL_CLASSES, n_add, utility_kw,
+                    kept.tolist())
     return real, {"kept_minority_train_indices": kept.tolist(), "train_counts": counts.tolist(), "n_added": n_add}
 
 
@@ -327,8 +330,10 @@ def run_adrenal(families: list[str], args, device) -> dict:
           f"adding {real.n_add} per arm")
     base = {} if args.train_only else real.utility(np.zeros((0, *real.train[0].shape[1:]), np.float32),
                                                    arms=tuple(args.baselines))
-    result = {"dataset": "adrenalmnist3d", "minority": "hyperplasia", "cut": cut,
-              "baselines": {k: utility_row(v) for k, v in base.items()}, "families": {}}
+    ref_spec = base["none"].values["specificity"] if "none" in base else None
+    result = {"dataset": "adrenalmnist3d", "minority": "hyperplasia", "cut": cut, "classifier": args.classifier,
+              "reference_specificity": ref_spec, "baselines": {k: utility_row(v) for k, v in base.items()},
+              "families": {}}
     spec = GeneratorSpec(3, 1, tuple(real.train[0].shape[2:]), 2)
     data = TrainingData(*real.train, class_names=ADRENAL_CLASSES, dataset_id="adrenalmnist3d-1to10")
     eval_args = argparse.Namespace(seed=args.validation_seed, validation_seeds=1, similarity_only=False)
@@ -344,7 +349,7 @@ def run_adrenal(families: list[str], args, device) -> dict:
             syn = model.sample(real.n_add, ADRENAL_MINORITY, seed=derive_seed(seed, "quality3d-sample"),
                                batch_size=SAMPLE_BATCH)
             row = {"steps": steps, "train_seconds": train_s, "sample_seconds": time.perf_counter() - t0,
-                   **evaluate_cohort(real, syn, eval_args)}
+                   **evaluate_cohort(real, syn, eval_args, ref_spec)}
             result["families"].setdefault(fam, {})[str(seed)] = row
             rec = row["utility"]["synthetic"]["values"]["minority_recall"]
             print(f"  {fam} seed {seed}: S_FID {row['s_fid']['value']:.3f}, minority recall {rec:.3f}")
@@ -437,7 +442,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-hippocampus", action="store_true")
     ap.add_argument("--adrenal", default=str(ADRENAL))
     ap.add_argument("--baselines", nargs="*", default=["none", "random_oversampling"])
-    ap.add_argument("--utility-epochs", type=int, default=UTILITY_EPOCHS)
+    ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
+                    help="the adrenal row's utility classifier (validation.classifiers)")
+    ap.add_argument("--utility-epochs", type=int, default=None, help="default: the classifier's recipe")
     ap.add_argument("--utility-seeds", type=int, default=3, help="classifier seeds of the utility protocol")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--device", default="auto")

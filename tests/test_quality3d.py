@@ -106,7 +106,7 @@ def test_adrenal_row_cuts_the_minority_and_scores_against_random_oversampling(sh
     args = parser().parse_args([
         "--families", "wgan-gp", "--seeds", "0", "--steps", "1", "--adrenal", str(tmp_path / "adrenal.npz"),
         "--config", json.dumps({"wgan-gp": TINY}), "--utility-epochs", "1", "--utility-seeds", "1", "--bootstrap", "20",
-        "--models-dir", str(tmp_path / "models")])
+        "--classifier", "small_cnn", "--models-dir", str(tmp_path / "models")])
     torch.set_num_threads(1)
     out = run_adrenal(["wgan-gp"], args, torch.device("cpu"))
     assert out["cut"]["train_counts"] == [120, 12] and out["cut"]["n_added"] == 108
