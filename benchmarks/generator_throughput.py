@@ -8,7 +8,12 @@ step; diffusion: ε-MSE at a random t). The ratio family / plain shows what the 
 machinery (batch sampling, EMA, logging, autocast) costs. Families without a plain reference
 here (written by others) get images/s only.
 
-    python -m benchmarks.generator_throughput [--steps 30] [--batch 32] [--device auto]
+Sampling (``--sample N`` images of class 0 from the trained model): images/s of each family's
+``sample``; for diffusion, today's DDIM at the small-data preset's 25 steps against DPM-Solver++
+at ``--dpm-steps``, the same model in the same run (ratio DPM / DDIM). Threads: ``--threads``
+(default: this process's share, ``synthcohort.core.threads``), printed in the header.
+
+    python -m benchmarks.generator_throughput [--steps 30] [--batch 32] [--device auto] [--threads 1]
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import numpy as np
 import torch
 
 from synthcohort.core.device import select_device
+from synthcohort.core.threads import apply_torch_threads, torch_threads
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
+from synthcohort.generators.presets import SMALL_DATA
 from synthcohort.generators.registry import available, get_generator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmnist" / "breastmnist.npz"
@@ -119,6 +126,28 @@ def _time_plain(step, steps: int, batch: int, device: torch.device, warmup: int 
 PLAIN = {"wgan-gp": plain_wgan_gp, "diffusion": plain_diffusion}
 
 
+def time_sampling(model: Generator, n: int) -> float:
+    """images/s of ``model.sample(n, 0)`` (after one warm-up batch)."""
+    model.sample(min(n, 8), 0, seed=1)
+    _sync(model.device)
+    t0 = time.perf_counter()
+    model.sample(n, 0, seed=0)
+    _sync(model.device)
+    return n / (time.perf_counter() - t0)
+
+
+def sampling_rows(name: str, model: Generator, n: int, dpm_steps: int) -> list[tuple[str, float]]:
+    """(label, images/s) of the family's sampling; diffusion: DDIM at the preset's steps, then DPM-Solver++."""
+    if name != "diffusion":
+        return [(name, time_sampling(model, n))]
+    ddim_steps = SMALL_DATA["diffusion"]["sampling_steps"]
+    model.config.sampler, model.config.sampling_steps = "ddim", ddim_steps
+    rows = [(f"diffusion DDIM {ddim_steps}", time_sampling(model, n))]
+    model.config.sampler, model.config.sampling_steps = "dpm_solver++", dpm_steps
+    rows.append((f"diffusion DPM-Solver++ {dpm_steps}", time_sampling(model, n)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -127,18 +156,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--families", nargs="*", default=None)
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: this process's share)")
+    ap.add_argument("--sample", type=int, default=64, help="images sampled per family (0: no sampling rows)")
+    ap.add_argument("--dpm-steps", type=int, default=10, help="DPM-Solver++ steps to compare with DDIM")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as each family finishes
+    threads = apply_torch_threads(args.threads or torch_threads())
     device = select_device(args.device)
     data = load_breast(args.data)
     spec = GeneratorSpec(2, 1, (28, 28), 2)
     x_all = torch.from_numpy(data.images).to(device) * 2 - 1
     y_all = torch.from_numpy(data.labels).to(device)
-    print(f"device {device}, batch {args.batch}, {args.steps} steps, BreastMNIST 28x28")
+    print(f"device {device}, {threads} torch threads, batch {args.batch}, {args.steps} steps, BreastMNIST 28x28")
     print(f"{'family':12s} {'images/s':>10s} {'plain images/s':>15s} {'ratio':>7s}")
+    trained = {}
     for name in args.families or available():
         family = get_generator(name)
-        model = family(spec, family.Config(batch_size=args.batch, log_every=10**9), device=device, seed=0)
+        model = family(spec, family.Config(batch_size=args.batch, log_every=10**6), device=device, seed=0)
+        trained[name] = model
         fam = time_family(model, data, args.steps, args.warmup)
         if name in PLAIN:
             ref_model = family(spec, family.Config(batch_size=args.batch), device=device, seed=0)
@@ -146,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12s} {fam:10.1f} {plain:15.1f} {fam / plain:7.2f}")
         else:
             print(f"{name:12s} {fam:10.1f} {'-':>15s} {'-':>7s}")
+    if args.sample:
+        print(f"\nsampling {args.sample} images (today's loop first for diffusion)")
+        print(f"{'sampler':28s} {'images/s':>10s} {'ratio':>7s}")
+        for name, model in trained.items():
+            rows = sampling_rows(name, model, args.sample, args.dpm_steps)
+            for label, rate in rows:
+                print(f"{label:28s} {rate:10.2f} {rate / rows[0][1]:7.2f}")
     return 0
 
 

@@ -62,7 +62,10 @@ def _parse_config(text: str | None) -> dict | None:
 def _train(args: argparse.Namespace) -> int:
     from synthcohort.core.progress import TqdmProgress
     from synthcohort.core.signals import signal_name, signals_raise
+    from synthcohort.core.threads import apply_torch_threads, torch_threads
     from synthcohort.generators.training import new_model_id, read_record, train_model
+
+    apply_torch_threads(torch_threads())  # before any torch work (synthcohort.core.threads)
 
     model_id = args.model_id or new_model_id()  # known before training, so an interruption can name it
     bar = TqdmProgress(f"train {args.generator}")
@@ -113,7 +116,10 @@ def _models_show(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from synthcohort.core.progress import TqdmProgress
+    from synthcohort.core.threads import apply_torch_threads, torch_threads
     from synthcohort.generators.training import sample_model
+
+    apply_torch_threads(torch_threads())
 
     bar = TqdmProgress("sample")
     try:

@@ -113,8 +113,9 @@ class DiffusionConfig(GeneratorConfig):
     head_channels: Width = 16
     num_train_timesteps: int = Field(default=1000, ge=1, le=100_000)  # T
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
-    sampling_steps: int = Field(default=50, ge=1, le=100_000)  # DDIM steps
-    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η
+    sampler: Literal["ddim", "dpm_solver++"] = "ddim"  # DDIM (Song et al. 2021) or DPM-Solver++(2M) (Lu et al. 2022)
+    sampling_steps: int = Field(default=50, ge=1, le=100_000)  # the sampler's steps
+    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η; DPM-Solver++ is deterministic (η must be 0)
     p_uncond: Fraction = 0.0  # classifier-free guidance label dropout; 0 = off
     guidance_scale: float = Field(default=1.0, ge=0.0, le=100.0)  # w; 1 = plain conditional sampling
 
@@ -124,6 +125,8 @@ class DiffusionConfig(GeneratorConfig):
             raise ValueError("attention_levels needs one entry per channels entry")
         if any(ch % self.norm_num_groups for ch in self.channels):
             raise ValueError(f"every channels entry must be divisible by norm_num_groups={self.norm_num_groups}")
+        if self.sampler != "ddim" and self.eta != 0:
+            raise ValueError("eta is DDIM's; the dpm_solver++ sampler is deterministic (eta 0)")
         return self
 
 

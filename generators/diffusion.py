@@ -2,26 +2,31 @@
 
 Training is DDPM (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 1):
 ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε`` with ``t ~ U{0..T−1}``, ``ε ~ N(0, I)``, minimise
-``‖ε − ε_θ(x_t, t, y)‖²``. Sampling is DDIM (Song et al. 2021, "Denoising Diffusion Implicit
-Models", eq. 12) with a configurable number of steps and η (η = 0 deterministic, η = 1
-DDPM-like). Classifier-free guidance (Ho & Salimans 2022): labels are replaced by a null
+``‖ε − ε_θ(x_t, t, y)‖²``. Sampling (``sampler``) is DDIM (Song et al. 2021, "Denoising Diffusion
+Implicit Models", eq. 12) with a configurable number of steps and η (η = 0 deterministic, η = 1
+DDPM-like), or DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling
+of Diffusion Probabilistic Models", Algorithm 2: a second-order multistep solver of the diffusion
+ODE in the data prediction x̂_0, first order at the last steps; deterministic), which needs fewer
+steps. Both clip x̂_0 to [−1, 1] (DPM-Solver++'s thresholding with a maximum of 1 is that clip).
+Classifier-free guidance (Ho & Salimans 2022): labels are replaced by a null
 label with probability ``p_uncond`` in training, and sampling uses
 ``ε̃ = ε_θ(x_t, ∅) + w (ε_θ(x_t, y) − ε_θ(x_t, ∅))``. A mask is concatenated to ``x_t`` as an
 extra channel.
 
 Three parts kept apart: the network (:class:`generators.nets.DenoiserUNet`), the noise
-schedule (diffusers' ``DDPMScheduler`` / ``DDIMScheduler``, for 2D and 3D alike), and the
-sampling loop (:func:`ddim_sample`), which only sees a function ``ε(x_t, t)``.
+schedule (diffusers' ``DDPMScheduler`` for training, ``DDIMScheduler`` or
+``DPMSolverMultistepScheduler`` for sampling, built from the training β's only; 2D and 3D alike),
+and the sampling loop (:func:`sample_loop`), which only sees a function ``ε(x_t, t)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from synthcohort.generators.base import Batch, Generator
 from synthcohort.generators.configs import DiffusionConfig
@@ -29,26 +34,27 @@ from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
 from synthcohort.generators.registry import register
 
-if TYPE_CHECKING:  # diffusers is imported on first use: the CLI starts without it
-    from diffusers import DDIMScheduler
-
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SamplingScheduler = DDIMScheduler | DPMSolverMultistepScheduler
 
 
-
-
-def ddim_sample(eps_fn: EpsFn, scheduler: DDIMScheduler, shape: tuple[int, ...], *, steps: int,
-                eta: float, rng: torch.Generator, device: torch.device,
+def sample_loop(eps_fn: EpsFn, scheduler: SamplingScheduler, shape: tuple[int, ...], *, steps: int,
+                rng: torch.Generator, device: torch.device, eta: float = 0.0,
                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """Song et al. 2021 DDIM from x_T ~ N(0, I); every noise draw (x_T and, for η > 0, each
-    step's σ_t z) comes from ``rng``, so one seed gives one result bit for bit."""
+    """From x_T ~ N(0, I) to x_0 in ``steps`` steps of ``scheduler`` (DDIM, or DPM-Solver++).
+    Every noise draw (x_T and, for DDIM with η > 0, each step's σ_t z) comes from ``rng``, so one
+    seed gives one result bit for bit. ``scheduler`` must be fresh: it keeps the solver's history."""
     scheduler.set_timesteps(steps)  # host-side schedule: indexing it never syncs the device
     x = torch.randn(shape, generator=rng, device=device).contiguous(memory_format=memory_format)
     x = x * scheduler.init_noise_sigma
+    ddim = isinstance(scheduler, DDIMScheduler)
     for t in scheduler.timesteps.tolist():
         eps = eps_fn(x, torch.full((shape[0],), t, dtype=torch.long, device=device))
-        z = torch.randn(shape, generator=rng, device=device) if eta > 0 else None
-        x = scheduler.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
+        if ddim:
+            z = torch.randn(shape, generator=rng, device=device) if eta > 0 else None
+            x = scheduler.step(eps, t, x, eta=eta, variance_noise=z).prev_sample
+        else:
+            x = scheduler.step(eps, t, x).prev_sample
     return x
 
 
@@ -74,10 +80,15 @@ class Diffusion(Generator):
         self.train_scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps,
                                              beta_schedule=c.beta_schedule)
 
-    def sampling_scheduler(self) -> DDIMScheduler:
-        """A fresh DDIM schedule with the training β's (fresh: ``set_timesteps`` mutates it)."""
-
+    def sampling_scheduler(self) -> SamplingScheduler:
+        """A fresh schedule of the configured sampler with the training β's (fresh: ``set_timesteps``
+        and the multistep solver's history mutate it)."""
         c = self.config
+        if c.sampler == "dpm_solver++":
+            return DPMSolverMultistepScheduler(
+                num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
+                algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True,
+                thresholding=True, sample_max_value=1.0)  # x̂_0 clipped to [-1, 1], as DDIM's clip_sample
         return DDIMScheduler(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
                              clip_sample=True, set_alpha_to_one=True)  # ᾱ_0 = 1 as in Song et al.
 
@@ -109,7 +120,7 @@ class Diffusion(Generator):
         self.eps_ema.update(self.eps_model, self.step)
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, labels: torch.Tensor, masks: torch.Tensor | None,
                  rng: torch.Generator) -> torch.Tensor:
         c, s = self.config, self.spec
@@ -128,5 +139,5 @@ class Diffusion(Generator):
             return eps_u + w * (eps_c - eps_u)
 
         shape = (labels.shape[0], s.in_channels, *s.image_size)
-        return ddim_sample(eps_fn, self.sampling_scheduler(), shape, steps=c.sampling_steps, eta=c.eta,
+        return sample_loop(eps_fn, self.sampling_scheduler(), shape, steps=c.sampling_steps, eta=c.eta,
                            rng=rng, device=self.device, memory_format=self.memory_format)

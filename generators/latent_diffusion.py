@@ -16,7 +16,7 @@ checkpoints and resume stay exact across the switch):
    :mod:`generators.diffusion`); a mask is averaged onto the latent grid and concatenated to
    ``z_t`` as one more input channel (Med-DDPM-style concatenation at latent resolution).
 
-Sampling is DDIM (:func:`generators.diffusion.ddim_sample`) in latent space, without clipping
+Sampling is DDIM (:func:`generators.diffusion.sample_loop`) in latent space, without clipping
 the predicted ``z_0`` (latents are not bounded like images), then ``x = D(z_0 / s)``.
 """
 
@@ -31,7 +31,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from synthcohort.generators.base import Batch, Generator
 from synthcohort.generators.configs import LatentDiffusionConfig
-from synthcohort.generators.diffusion import ddim_sample
+from synthcohort.generators.diffusion import sample_loop
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets.autoencoder_kl import LatentAutoencoder
 from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
@@ -164,7 +164,7 @@ class LatentDiffusion(Generator):
             return eps_u + w * (eps_c - eps_u)
 
         shape = (labels.shape[0], c.latent_channels, *self.ae.latent_size)
-        z_0 = ddim_sample(eps_fn, self.sampling_scheduler(), shape, steps=c.sampling_steps, eta=c.eta,
+        z_0 = sample_loop(eps_fn, self.sampling_scheduler(), shape, steps=c.sampling_steps, eta=c.eta,
                           rng=rng, device=self.device, memory_format=self.memory_format)
         with self.autocast():  # s is 1 before the diffusion phase has started
             return self.ae.decode(z_0 / (self.scale or 1.0)).float()

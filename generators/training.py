@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ValidationError
 
 from synthcohort.core import layout
@@ -75,6 +76,7 @@ class ModelRecord(BaseModel):
     history: dict[str, Any] = {}  # summary: logged points, first and last metrics
     interrupted_by: str | None = None  # the exception or signal that stopped an interrupted run
     process: dict[str, Any] | None = None  # host and pid of the process training it, while ``training``
+    torch_threads: int | None = None  # torch's intra-op threads in the run that wrote it: its images_per_s depend on it
 
     @property
     def state(self) -> str:
@@ -198,7 +200,7 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
             preset=preset_name,
             spec=asdict(spec), spacing=list(meta.spacing) if meta.spacing else None,
             checkpoint_sha256=sha, code_version=code_version(), created_at=created_at, updated_at=_now(),
-            history=_history_summary(model.history), **extra,
+            history=_history_summary(model.history), torch_threads=torch.get_num_threads(), **extra,
         )
 
     _write_record(record("training", sha256_file(ckpt) if ckpt.is_file() else None,

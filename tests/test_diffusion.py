@@ -1,6 +1,7 @@
-"""Diffusion: the DDIM sampler is exact on a known ε, draws all noise from the passed RNG,
-guidance and label dropout work, a short DDPM run on real BreastMNIST moves samples towards
-the real class, and the 3D (MONAI) mask-conditioned pipeline writes volumes + masks."""
+"""Diffusion: both samplers (DDIM, DPM-Solver++) are exact on a known ε, draw all noise from the
+passed RNG and repeat bit for bit per seed, guidance and label dropout work, a short DDPM run on
+real BreastMNIST moves samples towards the real class (DPM-Solver++ at 5 steps too), and the 3D
+(MONAI) mask-conditioned pipeline writes volumes + masks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from synthcohort.core.seeding import torch_generator
 from synthcohort.generators.base import GeneratorSpec
-from synthcohort.generators.diffusion import ddim_sample
+from synthcohort.generators.diffusion import sample_loop
 from synthcohort.generators.registry import get_generator
 from synthcohort.generators.training import load_model, sample_model, train_model
 from synthcohort.imaging.sample_dir import read_sample_dir
@@ -24,10 +25,11 @@ def _model(**cfg):
     return family(GeneratorSpec(2, 1, (28, 28), 2), family.Config(**{**FAST, **cfg}), seed=0)
 
 
-@pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_recovers_a_point_mass_from_its_exact_noise_predictor(eta):
-    """For data x₀ = c the optimal ε is (x_t − √ᾱ_t c) / √(1 − ᾱ_t); DDIM must end at c."""
-    sched = _model().sampling_scheduler()
+@pytest.mark.parametrize("sampler,eta,steps", [("ddim", 0.0, 10), ("ddim", 1.0, 10), ("dpm_solver++", 0.0, 5),
+                                               ("dpm_solver++", 0.0, 2)])
+def test_samplers_recover_a_point_mass_from_its_exact_noise_predictor(sampler, eta, steps):
+    """For data x₀ = c the optimal ε is (x_t − √ᾱ_t c) / √(1 − ᾱ_t); every sampler must end at c."""
+    sched = _model(sampler=sampler, beta_schedule="squaredcos_cap_v2").sampling_scheduler()
     abar = sched.alphas_cumprod
     c = torch.linspace(-0.8, 0.8, 16).view(1, 1, 4, 4)
 
@@ -35,9 +37,20 @@ def test_ddim_recovers_a_point_mass_from_its_exact_noise_predictor(eta):
         a = abar[t].view(-1, 1, 1, 1)
         return (x_t - a.sqrt() * c) / (1 - a).sqrt()
 
-    x = ddim_sample(eps_star, sched, (3, 1, 4, 4), steps=10, eta=eta, rng=torch_generator(0),
+    x = sample_loop(eps_star, sched, (3, 1, 4, 4), steps=steps, eta=eta, rng=torch_generator(0),
                     device=torch.device("cpu"))
     assert torch.allclose(x, c.expand(3, 1, 4, 4), atol=1e-4)
+
+
+def test_dpm_solver_is_deterministic_per_seed_and_refuses_eta():
+    from synthcohort.core.errors import InvalidInputError
+    from synthcohort.generators.configs import parse_config
+
+    model = _model(sampler="dpm_solver++", sampling_steps=4)
+    a, b, c = model.sample(3, 0, seed=5), model.sample(3, 0, seed=5), model.sample(3, 0, seed=6)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    with pytest.raises(InvalidInputError, match="eta"):
+        parse_config("diffusion", {"sampler": "dpm_solver++", "eta": 1.0})
 
 
 def test_ddim_noise_comes_only_from_the_passed_generator():
@@ -46,7 +59,7 @@ def test_ddim_noise_comes_only_from_the_passed_generator():
 
     def run(seed: int, global_seed: int) -> torch.Tensor:
         torch.manual_seed(global_seed)
-        return ddim_sample(zero, sched, (2, 1, 4, 4), steps=5, eta=1.0, rng=torch_generator(seed),
+        return sample_loop(zero, sched, (2, 1, 4, 4), steps=5, eta=1.0, rng=torch_generator(seed),
                            device=torch.device("cpu"))
 
     assert torch.equal(run(3, 0), run(3, 99))
@@ -77,6 +90,15 @@ def test_short_training_moves_samples_towards_the_real_minority_class(breast_tra
     after = pixel_frechet_distance(real, model.sample(128, 0, seed=1))
     assert after < 0.7 * before, (before, after)
     assert model.history[-1]["loss"] < model.history[0]["loss"]
+    # DPM-Solver++ at 5 steps from the same ε-network: at least as close to the class as 8 DDIM
+    # steps (measured: 1.8 against 3.3), far closer than the noise it starts from (4.6), with the
+    # real images' contrast (std 0.23 against 0.21; noise 0.36)
+    model.config.sampler, model.config.sampling_steps = "dpm_solver++", 5
+    fast = model.sample(128, 0, seed=1)
+    noise = (np.random.default_rng(0).standard_normal(fast.shape).clip(-1, 1) + 1) / 2
+    fd_fast, fd_noise = pixel_frechet_distance(real, fast), pixel_frechet_distance(real, noise)
+    assert fd_fast <= after and fd_fast < 0.5 * fd_noise, (fd_fast, after, fd_noise)
+    assert abs(fast.std() - real.std()) < 0.5 * abs(noise.std() - real.std()), (fast.std(), real.std())
 
 
 TINY_3D = dict(batch_size=2, channels=(8, 16), attention_levels=(False, False), norm_num_groups=4,

@@ -107,7 +107,9 @@ def test_a_training_stopped_by_sigterm_is_interrupted_and_resumes(shared_data, c
     argv = ["train", "--dataset", dataset_id, "--class", "malignant", "--generator", "wgan-gp", "--seed", "1",
             "--config", config, "--device", "cpu", "--model-id", model_id, "--checkpoint-every", "3"]
     ckpt = synthcohort_home / "models" / model_id / "checkpoint.pt"
-    env = {**os.environ, "SYNTHCOHORT_HOME": str(synthcohort_home), "OMP_NUM_THREADS": "1"}
+    # the setting wins over OMP_NUM_THREADS (synthcohort.core.threads); the record says what torch used
+    env = {**os.environ, "SYNTHCOHORT_HOME": str(synthcohort_home), "OMP_NUM_THREADS": "2",
+           "SYNTHCOHORT_TORCH_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "synthcohort", *argv, "--steps", "100000"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -117,6 +119,7 @@ def test_a_training_stopped_by_sigterm_is_interrupted_and_resumes(shared_data, c
         assert ckpt.is_file(), proc.communicate(timeout=5)
         running = read_record(model_id)
         assert running.status == running.state == "training" and running.process["pid"] == proc.pid
+        assert running.torch_threads == 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

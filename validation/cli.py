@@ -23,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synthcohort.core.progress import TqdmProgress
+    from synthcohort.core.threads import apply_torch_threads, torch_threads
     from synthcohort.validation.config import ValidationConfig
     from synthcohort.validation.pipeline import validate_cohort
     from synthcohort.validation.verdict import FAILED, metric_lines
 
+    apply_torch_threads(torch_threads())  # before any torch work (synthcohort.core.threads)
     config = ValidationConfig.from_json_file(args.config) if args.config else ValidationConfig()
     out = args.out or args.samples.resolve().parent / "report"
     progress = None if args.no_progress else TqdmProgress("validate")

@@ -51,7 +51,7 @@ def run_worker(args: argparse.Namespace) -> int:
             "--pool", "solo" if args.concurrency == 1 else "prefork", "--loglevel", args.loglevel,
             "--hostname", f"synthcohort-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    beat = WorkerBeat(names).start()  # /v1/health counts it; it also takes over stages of dead workers
+    beat = WorkerBeat(names, concurrency=args.concurrency).start()  # /v1/health counts it; it also takes over stages of dead workers
     try:
         app.worker_main(argv)
     finally:

@@ -35,11 +35,11 @@ def _beat_path(name: str) -> Path:
 class WorkerBeat:
     """The worker's heartbeat file and stale-stage sweep, from a daemon thread."""
 
-    def __init__(self, queues: list[str], sweep: bool = True):
+    def __init__(self, queues: list[str], sweep: bool = True, concurrency: int = 1):
         self.name = worker_name()
         self.path = _beat_path(self.name)
         self.info = {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
-                     "queues": queues, "started_at": time.time()}
+                     "queues": queues, "concurrency": int(concurrency), "started_at": time.time()}
         self.sweep = sweep
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-beat", daemon=True)
@@ -72,8 +72,8 @@ class WorkerBeat:
                 log.exception("worker heartbeat failed")
 
 
-def live_workers() -> list[dict[str, Any]]:
-    """Workers whose heartbeat is younger than the stale age, each with ``age_s``."""
+def _live_beats() -> list[dict[str, Any]]:
+    """The heartbeat files younger than the stale age, each with ``age_s``; very old ones are removed."""
     folder = layout.workers_dir()
     if not folder.is_dir():
         return []
@@ -85,11 +85,30 @@ def live_workers() -> list[dict[str, Any]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if age < limit:
-            alive.append({"name": info.get("name"), "pid": info.get("pid"), "queues": info.get("queues"),
-                          "age_s": round(age, 1)})
+            alive.append({**info, "age_s": round(age, 1)})
         elif age > FORGET_S:
             path.unlink(missing_ok=True)
+    return alive
+
+
+def live_workers() -> list[dict[str, Any]]:
+    """Workers whose heartbeat is younger than the stale age, each with ``age_s``."""
+    alive = [{k: info.get(k) for k in ("name", "pid", "queues", "age_s")} for info in _live_beats()]
     return sorted(alive, key=lambda w: str(w["name"]))
+
+
+def host_slots() -> int:
+    """Task slots of the live workers on this host (each worker's ``--concurrency``), at least 1:
+    the processes that share this machine's CPUs (:func:`synthcohort.core.threads.torch_threads`)."""
+    host = socket.gethostname()
+    slots = 0
+    for info in _live_beats():
+        if info.get("host") == host:
+            try:
+                slots += max(1, int(info.get("concurrency") or 1))
+            except (TypeError, ValueError):
+                slots += 1
+    return max(1, slots)
 
 
 def broker_reachable(url: str, timeout: float = 1.0) -> bool:

@@ -33,6 +33,7 @@ from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_dir, sha256_file
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
 from synthcohort.core.settings import get_settings
+from synthcohort.core.threads import apply_torch_threads, torch_threads
 from synthcohort.imaging.sample_files import read_manifest
 from synthcohort.store.db import (
     ApiKey,
@@ -54,11 +55,13 @@ from synthcohort.store.ingest import import_path
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.policy import sample_state, validation_config
 from synthcohort.workers.celery_app import app
+from synthcohort.workers.health import host_slots
 from synthcohort.workers.lease import Claim, JobLease, stale_s
 from synthcohort.workers.progress import JobProgress, stage_spans
 
 log = logging.getLogger(__name__)
 
+TORCH_STAGES = ("train", "sample", "validate")
 BUSY_RETRY_S = 10  # a copy of a stage another live worker runs waits this long, then looks again
 
 
@@ -142,6 +145,9 @@ def run_stage(task: Task, job_id: str, stage: str, work: StageWork) -> str:
                 raise StageCancelled()
             if job.kind == JobKind.cohort and stage == plan[0]:
                 request_validation(factory, job)  # refuse early, not after training
+            if stage in TORCH_STAGES:  # this host's share of the CPUs, set in the thread that runs the work
+                threads = apply_torch_threads(torch_threads(processes=host_slots()))
+                log.info("job %s: %s with %d torch threads", job_id, stage, threads)
             work(lease, job, factory, progress)
             lease.check_now()
             if lease.lost:

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         default=15.0, gt=0, le=3600, description="Seconds without a heartbeat after which a worker counts as dead: "
         "its stage is taken over by another worker and /v1/health stops counting it.",
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=1024, description="Intra-op threads torch uses in each worker task and CLI train/sample/"
+        "validate run. Unset: OMP_NUM_THREADS if set, else the CPUs this process may use (its affinity) divided by "
+        "the torch slots of the live workers on this host (each worker's --concurrency), at least 1 "
+        "(synthcohort.core.threads).",
+    )
     worker_queues: str = Field(
         default="gpu,cpu", description="Comma-separated Celery queues a worker consumes."
     )
