@@ -101,8 +101,9 @@ class DynGANConfig(GeneratorConfig):
     ada_p_init: Fraction = 0.0
 
 
-class DiffusionConfig(GeneratorConfig):
-    """Tiny defaults that train on two CPU cores; widen ``channels`` for real runs."""
+class DenoiserConfig(GeneratorConfig):
+    """The fields of a DDPM denoiser ε_θ (Ho et al. 2020) and its sampling, shared by the pixel-space
+    and the latent diffusion families. Tiny defaults that train on two CPU cores."""
 
     lr: LearningRate = 2e-4  # Ho et al. 2020, CIFAR-10
     grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)  # Ho et al. 2020
@@ -113,31 +114,40 @@ class DiffusionConfig(GeneratorConfig):
     head_channels: Width = 16
     num_train_timesteps: int = Field(default=1000, ge=1, le=100_000)  # T
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
-    sampler: Literal["ddim", "dpm_solver++"] = "ddim"  # DDIM (Song et al. 2021) or DPM-Solver++(2M) (Lu et al. 2022)
     sampling_steps: int = Field(default=50, ge=1, le=100_000)  # the sampler's steps
-    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η; DPM-Solver++ is deterministic (η must be 0)
+    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η
     p_uncond: Fraction = 0.0  # classifier-free guidance label dropout; 0 = off
     guidance_scale: float = Field(default=1.0, ge=0.0, le=100.0)  # w; 1 = plain conditional sampling
 
     @model_validator(mode="after")
-    def _widths_fit(self) -> DiffusionConfig:
+    def _denoiser_widths_fit(self) -> DenoiserConfig:
         if len(self.attention_levels) != len(self.channels):
             raise ValueError("attention_levels needs one entry per channels entry")
         if any(ch % self.norm_num_groups for ch in self.channels):
             raise ValueError(f"every channels entry must be divisible by norm_num_groups={self.norm_num_groups}")
+        return self
+
+
+class DiffusionConfig(DenoiserConfig):
+    """Pixel-space diffusion; widen ``channels`` for real runs."""
+
+    sampler: Literal["ddim", "dpm_solver++"] = "ddim"  # DDIM (Song et al. 2021) or DPM-Solver++(2M) (Lu et al. 2022)
+
+    @model_validator(mode="after")
+    def _sampler_fits(self) -> DiffusionConfig:
         if self.sampler != "ddim" and self.eta != 0:
             raise ValueError("eta is DDIM's; the dpm_solver++ sampler is deterministic (eta 0)")
         return self
 
 
-class LatentDiffusionConfig(GeneratorConfig):
-    """Two phases in one run: ``ae_steps`` steps of the KL autoencoder, then the latent denoiser.
+class LatentDiffusionConfig(DenoiserConfig):
+    """Two phases in one run: ``ae_steps`` steps of the KL autoencoder, then the latent denoiser
+    (the fields of :class:`DenoiserConfig`; DDIM sampling).
 
     Small defaults for 32³-ish volumes on two CPU cores: a 4× down-sampling autoencoder (two
     down-samplings, 3 latent channels as in Pinaya et al. 2022) turns 32×48×32 into 3×8×12×8."""
 
     batch_size: int = Field(default=4, ge=1, le=65536)
-    # autoencoder (first phase)
     ae_steps: int = Field(default=500, ge=1, le=10_000_000)
     ae_channels: tuple[Width, ...] = Field(default=(16, 32, 32), min_length=1, max_length=6)
     ae_num_res_blocks: int = Field(default=1, ge=1, le=8)
@@ -146,27 +156,9 @@ class LatentDiffusionConfig(GeneratorConfig):
     latent_channels: int = Field(default=3, ge=1, le=64)
     ae_lr: LearningRate = 5e-4
     kl_weight: float = Field(default=1e-6, ge=0.0, le=1.0)  # Pinaya et al. 2022
-    # latent denoiser (second phase): the fields of the pixel-space diffusion family
-    lr: LearningRate = 2e-4
-    grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)
-    channels: tuple[Width, ...] = Field(default=(32, 64), min_length=1, max_length=8)
-    attention_levels: tuple[bool, ...] = (False, True)
-    layers_per_block: int = Field(default=1, ge=1, le=8)
-    norm_num_groups: Width = 8
-    head_channels: Width = 16
-    num_train_timesteps: int = Field(default=1000, ge=1, le=100_000)  # T
-    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
-    sampling_steps: int = Field(default=50, ge=1, le=100_000)  # DDIM steps
-    eta: float = Field(default=0.0, ge=0.0, le=10.0)  # DDIM η
-    p_uncond: Fraction = 0.0
-    guidance_scale: float = Field(default=1.0, ge=0.0, le=100.0)
 
     @model_validator(mode="after")
-    def _widths_fit(self) -> LatentDiffusionConfig:
-        if len(self.attention_levels) != len(self.channels):
-            raise ValueError("attention_levels needs one entry per channels entry")
-        if any(ch % self.norm_num_groups for ch in self.channels):
-            raise ValueError(f"every channels entry must be divisible by norm_num_groups={self.norm_num_groups}")
+    def _ae_widths_fit(self) -> LatentDiffusionConfig:
         if any(ch % self.ae_norm_num_groups for ch in self.ae_channels):
             raise ValueError(f"every ae_channels entry must be divisible by ae_norm_num_groups={self.ae_norm_num_groups}")
         return self

@@ -38,6 +38,22 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SamplingScheduler = DDIMScheduler | DPMSolverMultistepScheduler
 
 
+def noised_batch(x_0: torch.Tensor, y: torch.Tensor, scheduler: DDPMScheduler, *, p_uncond: float, null_label: int,
+                 rng: torch.Generator, memory_format: torch.memory_format = torch.contiguous_format,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DDPM training draw (Ho et al. 2020, Algorithm 1, lines 2–4): t ~ U{0..T−1}, ε ~ N(0, I),
+    x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε; with classifier-free guidance each label is replaced by the
+    null label ∅ with probability ``p_uncond``. Returns (x_t, ε, t, y); every draw from ``rng``."""
+    n, device = x_0.shape[0], x_0.device
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=rng, device=device)
+    eps = torch.randn(x_0.shape, generator=rng, device=device).contiguous(memory_format=memory_format)
+    x_t = scheduler.add_noise(x_0, eps, t)
+    if p_uncond > 0:
+        drop = torch.rand(n, generator=rng, device=device) < p_uncond
+        y = torch.where(drop, torch.full_like(y, null_label), y)
+    return x_t, eps, t, y
+
+
 def sample_loop(eps_fn: EpsFn, scheduler: SamplingScheduler, shape: tuple[int, ...], *, steps: int,
                 rng: torch.Generator, device: torch.device, eta: float = 0.0,
                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
@@ -101,15 +117,8 @@ class Diffusion(Generator):
     def train_step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
         c = self.config
         b = next_batch()
-        x_0, y = b.images, b.labels
-        n = x_0.shape[0]
-        t = torch.randint(0, c.num_train_timesteps, (n,), generator=self.rng, device=self.device)
-        eps = torch.randn(x_0.shape, generator=self.rng, device=self.device).contiguous(
-            memory_format=self.memory_format)
-        x_t = self.train_scheduler.add_noise(x_0, eps, t)
-        if c.p_uncond > 0:
-            drop = torch.rand(n, generator=self.rng, device=self.device) < c.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.null_label), y)
+        x_t, eps, t, y = noised_batch(b.images, b.labels, self.train_scheduler, p_uncond=c.p_uncond,
+                                      null_label=self.null_label, rng=self.rng, memory_format=self.memory_format)
         with self.autocast():
             eps_hat = self.eps_model(self._input(x_t, b.masks), t, y)
         loss = F.mse_loss(eps_hat.float(), eps)

@@ -31,7 +31,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from synthcohort.generators.base import Batch, Generator
 from synthcohort.generators.configs import LatentDiffusionConfig
-from synthcohort.generators.diffusion import sample_loop
+from synthcohort.generators.diffusion import noised_batch, sample_loop
 from synthcohort.generators.ema import EMA
 from synthcohort.generators.nets.autoencoder_kl import LatentAutoencoder
 from synthcohort.generators.nets.denoiser_unet import DenoiserUNet
@@ -125,15 +125,8 @@ class LatentDiffusion(Generator):
         z = z.float()
         if self.scale is None:  # Rombach et al.: unit-variance latents, s from the first batch
             self.scale = float(1.0 / z.std())
-        z_0, y = z * self.scale, b.labels
-        n = z_0.shape[0]
-        t = torch.randint(0, c.num_train_timesteps, (n,), generator=self.rng, device=self.device)
-        eps = torch.randn(z_0.shape, generator=self.rng, device=self.device).contiguous(
-            memory_format=self.memory_format)
-        z_t = self.train_scheduler.add_noise(z_0, eps, t)
-        if c.p_uncond > 0:
-            drop = torch.rand(n, generator=self.rng, device=self.device) < c.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.null_label), y)
+        z_t, eps, t, y = noised_batch(z * self.scale, b.labels, self.train_scheduler, p_uncond=c.p_uncond,
+                                      null_label=self.null_label, rng=self.rng, memory_format=self.memory_format)
         with self.autocast():
             eps_hat = self.eps_model(self._input(z_t, self._latent_mask(b.masks)), t, y)
         loss = F.mse_loss(eps_hat.float(), eps)

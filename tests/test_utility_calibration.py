@@ -25,8 +25,12 @@ def test_resnet18_is_medmnists_small_input_network():
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
     assert net.no_max_pool  # MONAI keeps the module but skips it
     assert 10.5e6 < sum(p.numel() for p in net.parameters()) < 11.5e6
-    stage1 = {}
-    net.layer1.register_forward_hook(lambda m, i, o: stage1.setdefault("shape", o.shape))
+    stage1: dict = {}
+
+    def keep_shape(module, inputs, output) -> None:  # a hook that returns None leaves the output alone
+        stage1["shape"] = output.shape
+
+    net.layer1.register_forward_hook(keep_shape)
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 2) and stage1["shape"][-2:] == (28, 28)
     assert build_classifier("resnet18", 3, 1, 2)(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 2)
 
