@@ -29,8 +29,9 @@ from synthcohort.validation.verdict import metric_lines
 DEMO_CLASS = "lesion"
 # Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
 # CPU; other families train with their defaults.
-# Measured on the demo's phantoms (1 thread, 3 training seeds): S_FID of this WGAN-GP rises up to about
-# 1600 steps (seed 1: 0.53, 0.66, 0.73 at 800, 1200, 1600; seed 2: 0.32, 0.42, 0.53), about 190 s of one core.
+# Measured on the demo's phantoms (1 thread): S_FID of this WGAN-GP still rises at 1600 steps (seed 1: 0.53,
+# 0.66, 0.73 at 800, 1200, 1600; seed 2: 0.32, 0.42, 0.53), about 190 s of one core; the whole default demo
+# gave 0.69 (seed 0) and 0.68 (seed 1). None of it reaches 0.90: see README "Try it" and benchmarks/demo_ceiling.py.
 DEMO_STEPS = 1600
 DEMO_CONFIG = {"wgan-gp": {"batch_size": 16, "g_channels": 16, "d_channels": 16, "max_channels": 32,
                            "n_critic": 2, "z_dim": 32, "embed_dim": 16}}
