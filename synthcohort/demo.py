@@ -6,7 +6,8 @@ make an API key, upload the phantom data set (:mod:`imaging.phantoms`, as a MedM
 ``.npz``) through ``POST /v1/datasets``, ask for a cohort of the minority class ``lesion``
 (which trains a small generator first), follow the job's progress, then print the verdict, the
 counts of released and held samples, where the HTML report and the downloaded archive are, and
-the address of the cohort's review page (``/ui/cohorts/<id>``; it stays up with ``--keep``).
+the address of the cohort's review page (``/ui/cohorts/<id>``; it stays up with ``--keep``), and
+the wall time of each stage of the cohort job and of the whole demo.
 The API and the worker are stopped on exit, on errors and on Ctrl-C (which also cancels the job).
 """
 
