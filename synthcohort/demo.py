@@ -32,7 +32,7 @@ DEMO_CLASS = "lesion"
 # CPU; other families train with their defaults.
 # Measured on the demo's phantoms (1 thread): S_FID of this WGAN-GP still rises at 1600 steps (seed 1: 0.53,
 # 0.66, 0.73 at 800, 1200, 1600; seed 2: 0.32, 0.42, 0.53), about 190 s of one core; the whole default demo
-# gave 0.69 (seed 0) and 0.68 (seed 1). None of it reaches 0.90: see README "Try it" and benchmarks/demo_ceiling.py.
+# gave 0.69, 0.68, 0.68 (seeds 0, 1, 2). None of it reaches 0.90: see README "Try it" and benchmarks/demo_ceiling.py.
 DEMO_STEPS = 1600
 DEMO_CONFIG = {"wgan-gp": {"batch_size": 16, "g_channels": 16, "d_channels": 16, "max_channels": 32,
                            "n_critic": 2, "z_dim": 32, "embed_dim": 16}}
