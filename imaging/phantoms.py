@@ -1,9 +1,9 @@
 """Generated, seeded, imbalanced phantom images so the demo runs on a machine with no data.
 
 2D: an "organ" (a rotated ellipse with smooth texture) on a dark background; the majority class
-``normal`` is plain tissue, the minority class ``lesion`` (about 1 in 10) adds a bright round
-lesion inside the organ, with its mask. 3D: the same with an ellipsoid and a spherical lesion.
-The shapes are simple on purpose: a small GAN learns them in minutes on a CPU, and whether a
+``normal`` is plain tissue, the minority class ``lesion`` (1 in 6 in 2D, 1 in 11 in 3D) adds a
+bright round lesion inside the organ, with its mask. 3D: the same with an ellipsoid and a
+spherical lesion. The shapes are simple on purpose: a small GAN learns them in minutes on a CPU, and whether a
 sample has a lesion is easy to check.
 
 Each sample is drawn from its own sub-seed ``derive_seed(seed, "phantom", dims, split, i)``, so
@@ -20,8 +20,10 @@ from scipy.ndimage import gaussian_filter
 from synthcohort.core.seeding import derive_seed, numpy_rng
 
 CLASSES = ["normal", "lesion"]
-# (majority, minority) per split, about 10:1
-COUNTS_2D = {"train": (400, 40), "val": (100, 10), "test": (100, 10)}
+# (majority, minority) per split. 2D, 5:1: the validation gates compare N = 64 lesion images (half of the
+# 128 in train is the real reference sample, validation.reference) against a 64-image hold-out, twice the
+# domain encoder's 32 features, the least N at which FD's covariance is stable (frechet.sample_size_warnings).
+COUNTS_2D = {"train": (640, 128), "val": (100, 20), "test": (320, 64)}
 COUNTS_3D = {"train": (200, 20), "val": (50, 5), "test": (50, 5)}
 
 

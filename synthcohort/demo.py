@@ -6,7 +6,8 @@ make an API key, upload the phantom data set (:mod:`imaging.phantoms`, as a MedM
 ``.npz``) through ``POST /v1/datasets``, ask for a cohort of the minority class ``lesion``
 (which trains a small generator first), follow the job's progress, then print the verdict, the
 counts of released and held samples, where the HTML report and the downloaded archive are, and
-the address of the cohort's review page (``/ui/cohorts/<id>``; it stays up with ``--keep``).
+the address of the cohort's review page (``/ui/cohorts/<id>``; it stays up with ``--keep``), and
+the wall time of each stage of the cohort job and of the whole demo.
 The API and the worker are stopped on exit, on errors and on Ctrl-C (which also cancels the job).
 """
 
@@ -29,6 +30,10 @@ from synthcohort.validation.verdict import metric_lines
 DEMO_CLASS = "lesion"
 # Narrower networks than the families' defaults, so that a few hundred steps fit in minutes on a
 # CPU; other families train with their defaults.
+# Measured on the demo's phantoms (1 thread): S_FID of this WGAN-GP still rises at 1600 steps (seed 1: 0.53,
+# 0.66, 0.73 at 800, 1200, 1600; seed 2: 0.32, 0.42, 0.53), about 190 s of one core; the whole default demo
+# gave 0.69, 0.68, 0.68 (seeds 0, 1, 2). None of it reaches 0.90: see README "Try it" and benchmarks/demo_ceiling.py.
+DEMO_STEPS = 1600
 DEMO_CONFIG = {"wgan-gp": {"batch_size": 16, "g_channels": 16, "d_channels": 16, "max_channels": 32,
                            "n_critic": 2, "z_dim": 32, "embed_dim": 16}}
 
@@ -41,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole service on generated phantoms: import, train, "
                        "generate, validate, download")
     p.add_argument("--generator", default="wgan-gp", help="generator family (default wgan-gp)")
-    p.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
     p.add_argument("--count", type=int, default=64, help="synthetic samples in the cohort (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true",
@@ -71,8 +76,11 @@ class JobBar:
 
         self.bar = tqdm(total=100, desc=label, unit="%", dynamic_ncols=True,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}|{postfix}")
+        self.started: dict[str, float] = {}  # stage → when a poll first saw it (monotonic)
+        self.ended: float | None = None
 
     def __call__(self, p: Progress) -> None:
+        self.started.setdefault(p.stage, time.monotonic())
         self.bar.n = min(100, max(0, p.step))
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
         loss = {k: v for k, v in p.metrics.items() if k.startswith("loss")}
@@ -81,15 +89,25 @@ class JobBar:
         self.bar.refresh()
 
     def close(self) -> None:
+        self.ended = time.monotonic()
         self.bar.close()
 
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall seconds of each stage the polls saw, in order (to within the poll interval; a stage
+        shorter than a poll may be missed); the finished job's ``done`` is not a stage."""
+        marks = sorted(self.started.items(), key=lambda kv: kv[1]) + [("", self.ended or time.monotonic())]
+        return {stage: t1 - t0 for (stage, t0), (_, t1) in zip(marks, marks[1:]) if stage != "done"}
 
-def wait(client: Any, job_id: str, label: str) -> dict[str, Any]:
+
+def wait(client: Any, job_id: str, label: str, times: dict[str, float] | None = None) -> dict[str, Any]:
+    """Follow the job with a progress bar; ``times`` gets the wall seconds of each of its stages."""
     bar = JobBar(label)
     try:
         return client.wait(job_id, poll=1.0, progress=bar)
     finally:
         bar.close()
+        if times is not None:
+            times.update(bar.stage_seconds())
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -113,6 +131,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise DemoError("must be at least 1", field="--steps")
     if args.count < MIN_SAMPLES:
         raise DemoError(f"must be at least {MIN_SAMPLES} (validation needs that many)", field="--count")
+    began = time.monotonic()
     settings = get_settings()
     root = settings.root
     out_dir = root / "demo"
@@ -140,7 +159,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"worker    pid {worker.pid}, log {worker_log}", flush=True)
             wait_worker_ready(worker, worker_log)
 
-            print("1/3 upload the phantom data set (2D, 32×32, classes normal and lesion, about 10:1)", flush=True)
+            print("1/3 upload the phantom data set (2D, 32×32, classes normal and lesion, 5:1)", flush=True)
             job_id = client.upload_dataset(npz, name=f"phantom-2d-seed{args.seed}", format="medmnist",
                                            modality="other", classes=["normal", "lesion"])["job_id"]
             dataset_id = wait(client, job_id, "import")["target_id"]
@@ -152,7 +171,8 @@ def run_demo(args: argparse.Namespace) -> int:
                                            train_steps=args.steps, count=args.count, seed=args.seed, format="png",
                                            config=DEMO_CONFIG.get(args.generator))
             job_id = cohort["job_id"]
-            wait(client, job_id, "cohort")
+            stages: dict[str, float] = {}
+            wait(client, job_id, "cohort", stages)
             job_id = None
             cohort = client.cohort(cohort["id"])
             report = layout.cohort_report_dir(cohort["id"]) / layout.REPORT_HTML
@@ -181,6 +201,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 if cohort["verdict"] == "failed":
                     print("          A few minutes of CPU training rarely reach the 0.90 standard; the gate held the "
                           "cohort back, as it should. Train longer (--steps), on a GPU, or see report.html.")
+            print(f"time      {stage_times(stages)}; the whole demo {_minutes(time.monotonic() - began)}", flush=True)
             if args.keep:
                 print(f"\nThe API ({api.url}) and the worker keep running; key {key}. Open the page above and sign "
                       "in with that key. Ctrl-C stops them.", flush=True)
@@ -200,6 +221,15 @@ def run_demo(args: argparse.Namespace) -> int:
             if worker is not None:
                 stop_worker(worker)
             api.stop()
+
+
+def stage_times(seconds: dict[str, float]) -> str:
+    """"train 212 s, sample 3 s, validate 95 s": the cohort job's stages as the demo saw them."""
+    return ", ".join(f"{stage} {sec:.0f} s" for stage, sec in seconds.items()) or "no stage seen"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
 def review_page(api_url: str, cohort_id: str) -> str:

@@ -1,5 +1,5 @@
 """`synthcohort demo` end to end, as a user runs it (own process, embedded broker, SQLite), with
-its smallest settings."""
+two training steps (the default run, and its time, is ``benchmarks/demo_time.py``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
     for var in ("SYNTHCOHORT_DATABASE_URL", "SYNTHCOHORT_BROKER_URL", "SYNTHCOHORT_RESULT_BACKEND"):
         env.pop(var, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "synthcohort", "demo", "--steps", "2", "--count", "16", "--seed", "3"],
+        [sys.executable, "-m", "synthcohort", "demo", "--steps", "2", "--seed", "3"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=500,
     )
     out = proc.stdout
@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
     found = re.search(r"^samples\s+(\d+) released, (\d+) (held for review|withheld \(cohort failed\)), "
                       r"(\d+) rejected \(of (\d+)\)", out, re.M)
     released, held, rejected, count = (int(found.group(i)) for i in (1, 2, 4, 5))
-    assert count == 16 and released + held + rejected == 16
+    assert count == 64 and released + held + rejected == 64  # the default count
     assert (found.group(3) == "withheld (cohort failed)") is (verdict == "failed")
     if verdict == "failed":
         assert released == 0
@@ -46,6 +46,11 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
     assert report == synthcohort_home.resolve() / "cohorts" / cohort_id / "report" / "report.html"
     assert report.is_file() and "<html" in report.read_text()[:2000].lower()
     data = json.loads((report.parent / "report.json").read_text())
+    # the phantom set is large enough for the gate to decide: S_FID compares N ≥ 2 × the feature
+    # dimension real reference and hold-out images (fewer and FD's covariance is unstable)
+    dim = data["provenance"]["config"]["feature_dim"]
+    assert data["details"]["reference"]["n"] >= 2 * dim and data["metrics"]["s_fid"]["n"] >= 2 * dim
+    assert not [w for w in data["warnings"] if "feature dim" in w], data["warnings"]
     assert data["metrics"]["fid_inception"]["value"] > 0 and "Inception FID" in out  # no step of the user's
     # a gate below its threshold whose CI still reaches it sends the cohort to a reviewer, and says so
     undecided = [n for n, m in data["metrics"].items() if m["passed"] is False and m["decisive"] is False]
@@ -55,6 +60,8 @@ def test_demo_runs_end_to_end(synthcohort_home: Path):
         folder = Path(re.search(r"^download\s+(\S+)", out, re.M).group(1))
         assert (folder / "SHA256SUMS").is_file() and (folder / "manifest.csv").is_file()
         assert len((folder / "manifest.csv").read_text().strip().splitlines()) == released + 1
+    # the stages of the cohort job the polls saw (a stage shorter than a poll may be missed), timed, and the whole run
+    assert re.search(r"^time\s+.*validate \d+ s; the whole demo \d+ min \d+ s$", out, re.M), out
     # progress was shown (tqdm on stderr) and the processes are gone
     assert "cohort:" in proc.stderr and "%" in proc.stderr
     worker_pid = int(re.search(r"^worker\s+pid (\d+)", out, re.M).group(1))

@@ -39,5 +39,5 @@ def test_demo_import_is_deterministic():
     a = import_demo(2, seed=3)
     assert import_demo(2, seed=3).meta.id == a.meta.id
     m = a.meta
-    assert m.counts["train"] == {"normal": 400, "lesion": 40} and m.has_masks
-    assert m.counts["test"] == {"normal": 100, "lesion": 10}
+    assert m.counts["train"] == {"normal": 640, "lesion": 128} and m.has_masks
+    assert m.counts["test"] == {"normal": 320, "lesion": 64}

@@ -59,5 +59,5 @@ def test_demo_prints_the_id_of_the_phantom_set(capsys):
     ds_id = capsys.readouterr().out.strip()
     assert main(["datasets", "show", ds_id, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["counts"]["train"] == {"normal": 400, "lesion": 40} and shown["has_masks"] is True
+    assert shown["counts"]["train"] == {"normal": 640, "lesion": 128} and shown["has_masks"] is True
     assert shown["image_size"] == [32, 32]
