@@ -256,14 +256,17 @@ class Client:
     def request_cohort(self, model_id: str | None = None, dataset_id: str | None = None,
                        class_name: str | None = None, generator: str | None = None, *, count: int = 100,
                        seed: int = 0, format: str = "png", train_steps: int | None = None,
-                       config: dict[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+                       config: dict[str, Any] | None = None, validation: dict[str, Any] | None = None,
+                       idempotency_key: str | None = None) -> dict[str, Any]:
         """Ask for a validated cohort from ``model_id``, or train one first from dataset_id +
-        class_name + generator + train_steps. Returns the cohort object (with ``job_id``)."""
+        class_name + generator + train_steps. ``validation``: overrides of the validation config
+        (what a non-admin key may change is ``validation.policy``'s). Returns the cohort object
+        (with ``job_id``)."""
         body: dict[str, Any] = {"count": int(count), "seed": int(seed), "format": format}
         if model_id is not None:
             body["model_id"] = model_id
         for key, value in (("dataset_id", dataset_id), ("class_name", class_name), ("generator", generator),
-                           ("train_steps", train_steps), ("config", config)):
+                           ("train_steps", train_steps), ("config", config), ("validation", validation)):
             if value is not None:
                 body[key] = value
         return self._post("/cohorts", body, idempotency_key)
