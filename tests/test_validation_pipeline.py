@@ -276,3 +276,18 @@ def test_recall_at_specificity_takes_the_reference_operating_point():
     assert recall_at_specificity(score, positive, 0.9) == pytest.approx(1 / 3)
     assert recall_at_specificity(score, positive, 0.0) == 1.0
     assert np.isnan(recall_at_specificity(score, positive, None))
+
+
+def test_utility_reports_every_classifier_epoch_of_the_planned_total():
+    """The utility step can run for many minutes: each classifier epoch is reported as (done, total),
+    which the worker turns into progress and a place to stop a cancelled job."""
+    from synthcohort.validation.utility import utility_experiment
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 1, 8, 8), dtype=np.float32), np.r_[np.zeros(8), np.ones(32)].astype(np.int64)
+    split = (rng.random((12, 1, 8, 8), dtype=np.float32), np.r_[np.zeros(4), np.ones(8)].astype(np.int64))
+    calls: list[tuple[int, int]] = []
+    utility_experiment((x, y), split, split, x[:8], minority=0, num_classes=2, seed=0, epochs=2, seeds=2,
+                       bootstrap=0, arms=("none", "synthetic"), classifier="small_cnn",
+                       on_epoch=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 8) for k in range(1, 9)]

@@ -49,6 +49,12 @@ class _Steps:
         if self.callback is not None:
             self.callback(Progress("validate", min(self.step, self.total), self.total, dict(metrics)))
 
+    def beat(self, **metrics: float) -> None:
+        """A report inside a long step (the utility classifiers' epochs), at the steps done so far:
+        the job's row stays current, and a worker's callback can stop the stage there."""
+        if self.callback is not None:
+            self.callback(Progress("validate", min(self.step, self.total), self.total, dict(metrics)))
+
 
 def validate_cohort(
     dataset_id: str,
@@ -146,7 +152,8 @@ def validate_arrays(
     found.update(f)
     step("flags")
     if cfg.utility:
-        found.update(stages.utility(inp))
+        found.update(stages.utility(inp, on_epoch=lambda done, total: step.beat(utility_epochs_done=done,
+                                                                                 utility_epochs=total)))
         step("utility")
 
     decision = decide(found.metrics, samples, cfg.decision)

@@ -9,7 +9,7 @@ seed from ``config.seed`` and its name, so the steps are independent of their or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -343,8 +343,9 @@ def sample_flags(inp: Inputs, f: Features, screen: CopyScreen, *, sample_files: 
 
 
 # 7. utility ------------------------------------------------------------------------------------------
-def utility(inp: Inputs) -> Findings:
-    """Minority recall of a classifier trained with the cohort against the classical remedies."""
+def utility(inp: Inputs, on_epoch: Callable[[int, int], None] | None = None) -> Findings:
+    """Minority recall of a classifier trained with the cohort against the classical remedies;
+    ``on_epoch(done, total)`` after every classifier epoch (the step's progress)."""
     cfg, out = inp.cfg, Findings()
     va_x, va_y = np.asarray(inp.real_val.images, np.float32), _labels(inp.real_val)
     tr_y, te_y = inp.tr_y, inp.te_y
@@ -356,6 +357,7 @@ def utility(inp: Inputs) -> Findings:
         (inp.tr_x, tr_y), (va_x, va_y), (inp.te_x, te_y), inp.syn, minority=inp.class_index, num_classes=num_classes,
         seed=derive_seed(cfg.seed, "utility"), epochs=cfg.utility_epochs, seeds=cfg.utility_seeds,
         batch_size=cfg.utility_batch_size, bootstrap=cfg.bootstrap, classifier=cfg.utility_classifier,
+        on_epoch=on_epoch,
     )
     out.details["utility"] = {a.name: {"values": a.values, "ci": a.ci, "n_added": a.n_added, "per_seed": a.per_seed}
                               for a in arms.values()}

@@ -21,6 +21,7 @@ the real test split with percentile-bootstrap 95 % CIs over test images:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,6 +160,7 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
 def train_classifier(
     x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, num_classes: int, minority: int,
     seed: int, epochs: int | None = None, batch_size: int | None = None, weighted: bool, classifier: str = "resnet18",
+    on_epoch: Callable[[], None] | None = None,
 ) -> nn.Module:
     """One classifier trained by its recipe (``validation.classifiers``; ``epochs`` and
     ``batch_size`` default to it); keeps the epoch with the best val balanced accuracy."""
@@ -196,6 +198,8 @@ def train_classifier(
         bacc = _metrics(predict(net, val_x), val_y, minority, None)["balanced_accuracy"]
         if bacc > best:
             best, best_state = bacc, {k: v.clone() for k, v in net.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch()
     net.load_state_dict(best_state)
     net.eval()
     return net
@@ -230,6 +234,7 @@ def utility_experiment(
     n_add: int | None = None,
     classifier: str = "resnet18",
     reference_specificity: float | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> dict[str, ArmResult]:
     """Run every arm for ``seeds`` seeds; metrics are means over seeds, CIs bootstrap the test set.
 
@@ -238,7 +243,8 @@ def utility_experiment(
     the balancing number itself). ``epochs`` and ``batch_size`` default to the classifier's
     recipe. ``recall_at_ref_specificity`` is taken at the ``none`` arm's specificity (mean over
     seeds) when that arm runs first, else at ``reference_specificity`` (a benchmark that ran the
-    baselines earlier passes theirs)."""
+    baselines earlier passes theirs). ``on_epoch(done, total)`` reports the classifier epochs run
+    so far of (about) all of them: a long run's progress, and where a caller may stop it."""
     if classifier not in RECIPES:
         raise ValueError(f"unknown utility classifier {classifier!r}")
     x, y = train[0], train[1].reshape(-1).astype(np.int64)
@@ -250,6 +256,17 @@ def utility_experiment(
     boot_rng = numpy_rng(derive_seed(seed, "utility-bootstrap"))
     boots = [boot_rng.integers(0, len(ty), len(ty)) for _ in range(bootstrap)]
     ref = reference_specificity
+    recipe = RECIPES[classifier]
+    planned = sum(epochs or recipe.epochs_for(len(x) + sum(arm_additions(a, n_add)), batch_size)
+                  for a in arms) * seeds
+    done = 0
+
+    def epoch_done() -> None:
+        nonlocal done
+        done += 1
+        if on_epoch is not None:
+            on_epoch(done, planned)
+
     results: dict[str, ArmResult] = {}
     for arm in sorted(arms, key=lambda a: a != "none"):  # none first: its specificity is the reference
         probs = []
@@ -258,7 +275,7 @@ def utility_experiment(
             ax, ay = build_arm(arm, x, y, synthetic, minority, n_add, s_seed)
             net = train_classifier(ax, ay, vx, vy, num_classes=num_classes, minority=minority, seed=s_seed,
                                    epochs=epochs, batch_size=batch_size, weighted=arm in WEIGHTED_ARMS,
-                                   classifier=classifier)
+                                   classifier=classifier, on_epoch=epoch_done)
             probs.append(predict(net, tx))
         if arm == "none" and ref is None:
             ref = float(np.mean([_metrics(p, ty, minority, None)["specificity"] for p in probs]))

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from synthcohort.core import layout
 from synthcohort.core.atomic import atomic_dir, sha256_file
 from synthcohort.core.errors import InvalidInputError, SynthcohortError
+from synthcohort.core.progress import Progress, ProgressCallback
 from synthcohort.core.settings import get_settings
 from synthcohort.core.threads import apply_torch_threads, torch_threads
 from synthcohort.imaging.sample_files import read_manifest
@@ -109,6 +110,17 @@ def cohort_model_id(job: Job) -> str:
 
 # -- the stage runner ---------------------------------------------------------------------------
 StageWork = Callable[[JobLease, Job, sessionmaker[Session], Callable[..., JobProgress]], None]
+
+
+def _stoppable(report: JobProgress, lease: JobLease) -> ProgressCallback:
+    """A progress callback that also stops the stage at a report once the job is cancelled or the
+    claim is lost: validation has no ``should_stop`` of its own, and its utility classifiers can run
+    for many minutes on a CPU (their epochs report progress)."""
+    def on_progress(p: Progress) -> None:
+        report(p)
+        if lease.should_stop():
+            raise ClaimLost() if lease.lost else StageCancelled()
+    return on_progress
 
 
 def run_stage(task: Task, job_id: str, stage: str, work: StageWork) -> str:
@@ -470,7 +482,7 @@ def do_validate(lease: JobLease, job: Job, factory: sessionmaker[Session], progr
     if not (report_dir / layout.REPORT_JSON).exists():
         with atomic_dir(report_dir) as tmp:
             validate_cohort(dataset_id, class_name, samples_dir, tmp, config=cfg,
-                            provenance=provenance, progress=progress())
+                            provenance=provenance, progress=_stoppable(progress(), lease))
     report = json.loads((report_dir / layout.REPORT_JSON).read_text())
     rows = sample_rows(job.target_id, samples_dir, report)
     with factory() as s:
