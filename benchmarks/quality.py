@@ -50,7 +50,7 @@ import torch
 from synthcohort.core.atomic import atomic_write_bytes, atomic_write_text
 from synthcohort.core.device import select_device
 from synthcohort.core.errors import InvalidInputError
-from synthcohort.core.seeding import derive_seed
+from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
 from synthcohort.generators.presets import SMALL_DATA
 from synthcohort.generators.registry import available, get_generator
@@ -126,7 +126,7 @@ def minority_subset(x: np.ndarray, y: np.ndarray, minority: int, keep: int | Non
     if keep is None:
         return (x, y), None
     pool = np.flatnonzero(y == minority)
-    kept = np.sort(np.random.default_rng(seed).choice(pool, keep, replace=False))
+    kept = np.sort(numpy_rng(seed).choice(pool, keep, replace=False))
     rows = np.sort(np.concatenate([np.flatnonzero(y != minority), kept]))
     return (x[rows], y[rows]), kept.tolist()
 

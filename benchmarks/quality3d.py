@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from scipy.ndimage import affine_transform
 
-from benchmarks.quality import RealData, evaluate_cohort, trained_model, utility_row
+from benchmarks.quality import RealData, evaluate_cohort, minority_subset, trained_model, utility_row
 from synthcohort.core.atomic import atomic_write_text
 from synthcohort.core.device import select_device
 from synthcohort.core.errors import InvalidInputError
@@ -308,19 +308,16 @@ def adrenal_real(args) -> tuple[RealData, dict]:
     ``benchmarks.quality`` protocol's ``RealData``, and the record of which train volumes were kept."""
     splits = read_medmnist(Path(args.adrenal)).unit_float()
     x, y = splits["train"]
-    minority_idx = np.flatnonzero(y == ADRENAL_MINORITY)
     n_keep = max(1, round((y != ADRENAL_MINORITY).sum() / ADRENAL_RATIO))
-    kept = np.sort(numpy_rng(derive_seed(args.split_seed, "adrenal-cut")).choice(minority_idx, n_keep, replace=False))
-    keep = np.sort(np.concatenate([np.flatnonzero(y != ADRENAL_MINORITY), kept]))
-    train = (x[keep], y[keep])
+    train, kept = minority_subset(x, y, ADRENAL_MINORITY, n_keep, derive_seed(args.split_seed, "adrenal-cut"))
     counts = np.bincount(train[1])
     n_add = int(counts.max() - counts[ADRENAL_MINORITY])
     utility_kw = dict(minority=ADRENAL_MINORITY, num_classes=2, seed=derive_seed(args.split_seed, "quality-utility"),
                       epochs=args.utility_epochs, seeds=args.utility_seeds, bootstrap=args.bootstrap, n_add=n_add,
                       classifier=args.classifier)
     real = RealData(train, splits["val"], splits["test"], ADRENAL_MINORITY, ADRENAL_CLASSES, n_add, utility_kw,
-                    kept.tolist())
-    return real, {"kept_minority_train_indices": kept.tolist(), "train_counts": counts.tolist(), "n_added": n_add}
+                    kept)
+    return real, {"kept_minority_train_indices": kept, "train_counts": counts.tolist(), "n_added": n_add}
 
 
 def run_adrenal(families: list[str], args, device) -> dict:

@@ -22,7 +22,7 @@ from typing import Literal
 from monai.networks.nets import ResNet
 from torch import nn
 
-from synthcohort.validation.config import UTILITY_EPOCHS, ClassifierName
+from synthcohort.validation.config import ClassifierName
 from synthcohort.validation.encoder import DomainEncoder
 
 CLASSIFIERS: tuple[ClassifierName, ...] = ("resnet18", "small_cnn")
@@ -56,7 +56,9 @@ RECIPES: dict[str, Recipe] = {
     # MedMNIST v2's recipe, but batches of 32: on BreastMNIST, batches of 128 (5 steps an epoch)
     # reached test AUC .873 after 20 epochs, batches of 32 .905 after 8 (measured, one seed).
     "resnet18": Recipe("adam", 1e-3, 0.0, 32, (0.5, 0.75), min_epochs=8, min_steps=600, max_epochs=40),
-    "small_cnn": Recipe("adamw", 2e-3, 1e-4, 64, (), min_epochs=UTILITY_EPOCHS["small_cnn"]),
+    # Measured on BreastMNIST (546 train images, 2 seeds): 6 epochs (54 optimiser steps) left "no
+    # augmentation" at minority recall .43 / AUROC .75; 30 epochs give .71 / .85, and 60 no more (.67 / .84).
+    "small_cnn": Recipe("adamw", 2e-3, 1e-4, 64, (), min_epochs=30),
 }
 
 

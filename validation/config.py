@@ -19,12 +19,7 @@ from synthcohort.core.settings import get_settings
 from synthcohort.validation.verdict import DecisionRule
 
 MIN_SAMPLES = 6  # the smallest set the stage can judge: k = 5 neighbours need six points
-ClassifierName = Literal["resnet18", "small_cnn"]  # validation.classifiers builds them
-# Epochs of the small-CNN utility classifier (the epoch with the best val balanced accuracy is kept).
-# Measured on BreastMNIST (546 train images, 2 seeds): 6 epochs (54 optimiser steps) left "no
-# augmentation" at minority recall .43 / AUROC .75; 30 epochs give .71 / .85, and 60 no more (.67 / .84).
-# The ResNet-18's budget follows the size of the set (validation.classifiers.RECIPES).
-UTILITY_EPOCHS: dict[str, int] = {"small_cnn": 30}
+ClassifierName = Literal["resnet18", "small_cnn"]  # validation.classifiers builds them and holds their budgets
 
 
 RequesterMay = Literal["set", "raise", "lower", "admin"]

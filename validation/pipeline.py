@@ -46,8 +46,7 @@ class _Steps:
         self.timings[name or f"step{self.step + 1}"] = round(now - self._t, 4)
         self._t = now
         self.step += 1
-        if self.callback is not None:
-            self.callback(Progress("validate", min(self.step, self.total), self.total, dict(metrics)))
+        self.beat(**metrics)
 
     def beat(self, **metrics: float) -> None:
         """A report inside a long step (the utility classifiers' epochs), at the steps done so far:
