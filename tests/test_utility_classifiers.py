@@ -1,6 +1,6 @@
 """The utility protocol's classifier is MedMNIST v2's ResNet-18 for small inputs, with a budget
 that gives small sets enough optimiser steps. Whether it reaches MedMNIST v2's published test
-AUC is ``benchmarks/utility_calibration.py`` (not yet: benchmarks/RESULTS.md)."""
+AUC is ``benchmarks/utility_calibration.py`` (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,39 @@ def test_recipe_budget_gives_small_sets_enough_steps():
     assert r.epochs_for(546) * np.ceil(546 / r.batch_size) >= 600  # BreastMNIST: 34 epochs of 18 steps
     assert r.epochs_for(4708) == r.min_epochs  # PneumoniaMNIST: 8 epochs are already 1,184 steps
     assert r.epochs_for(10) == r.max_epochs
+
+
+def test_model_selection_starts_after_the_first_learning_rate_drop():
+    """At the full rate a ResNet-18's val scores swing from epoch to epoch; the best of them on a
+    small val set is mostly luck (validation.utility.selection_start). The recipe's BreastMNIST
+    budget (34 epochs, drops after 17 and 26) may keep epochs 17–33 (0-based); a recipe without
+    drops may keep any epoch, and a one-epoch run its only epoch."""
+    from synthcohort.validation.utility import selection_start
+
+    r = RECIPES["resnet18"]
+    epochs = r.epochs_for(546)
+    drops = r.drop_epochs(epochs)
+    assert (epochs, drops) == (34, [17, 26])
+    assert selection_start(drops, epochs) == 17
+    assert selection_start([], 30) == 0
+    assert selection_start([1], 1) == 0
+
+
+def test_resnet18_reaches_medmnists_breastmnist_auc_on_a_small_budget(shared_data):
+    """Calibration on a small budget: the no-augmentation arm on the full BreastMNIST, 8 epochs
+    (144 optimiser steps) instead of the recipe's 34, still comes within the calibration
+    tolerance of MedMNIST v2's published ResNet-18 (28) test AUC (.901). Measured with
+    ``benchmarks.utility_calibration --datasets breastmnist --epochs 8 --seeds 3``: .893 / .898 /
+    .882; this is its first classifier seed. A protocol that picked a full-rate epoch by luck gave
+    .844 (benchmarks/RESULTS.md)."""
+    from benchmarks.utility_calibration import CHECKS, TOLERANCE
+    from synthcohort.core.seeding import derive_seed
+    from synthcohort.imaging.readers import read_medmnist
+    from synthcohort.validation.utility import utility_experiment
+
+    file, minority, arm, reference = CHECKS["breastmnist"]
+    splits = read_medmnist(shared_data / "medmnist" / file).unit_float()
+    res = utility_experiment(splits["train"], splits["val"], splits["test"], np.zeros((0, 1, 28, 28), np.float32),
+                             minority=minority, num_classes=2, seed=derive_seed(0, "calibration", "breastmnist"),
+                             epochs=8, bootstrap=0, arms=(arm,), n_add=0)[arm]
+    assert res.values["auroc"] >= reference["auroc"] - TOLERANCE, res.values

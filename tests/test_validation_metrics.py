@@ -356,3 +356,18 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     broken.write_text("{")
     with pytest.raises(InvalidInputError, match="not valid JSON"):
         ValidationConfig.from_json_file(broken)
+
+
+def test_a_perfect_cohorts_s_fid_spread_is_set_by_effective_dimension_not_n():
+    """benchmarks/sfid_noise.py's finding, small: perfect cohorts fall below 0.90 far more often when
+    the class spreads over 3 directions than over 32, and quadrupling every set does not close the
+    gap (the two FDs shrink together). The participation ratio counts the directions."""
+    from benchmarks.sfid_noise import participation_ratio, perfect_cohort_sfid
+
+    rng = np.random.default_rng(0)
+    assert 9.0 < participation_ratio(rng.standard_normal((4000, 10))) <= 10.0
+    assert participation_ratio(rng.standard_normal((4000, 10)) * np.r_[10.0, np.ones(9)]) < 1.2
+    below = {(d, k): float(np.mean(perfect_cohort_sfid(d, (128 * k, 64 * k, 64 * k), 60, seed=1) < 0.9))
+             for d in (3, 32) for k in (1, 4)}
+    assert below[3, 1] > 0.2 and below[3, 4] > 0.2  # N does not help a low-dimensional class
+    assert below[32, 1] < 0.15 and below[32, 4] < 0.15

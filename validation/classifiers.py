@@ -34,7 +34,7 @@ class Recipe:
     learning rate drops tenfold, and the default budget. A fixed epoch count would give a 546-image
     set 17 × fewer optimiser steps than a 9,000-image one, so the default is at least ``min_steps``
     steps and ``min_epochs`` passes, at most ``max_epochs`` (the best epoch by val balanced
-    accuracy is kept)."""
+    accuracy from the first drop on is kept: ``validation.utility.selection_start``)."""
 
     optimizer: Literal["adam", "adamw"]
     lr: float
@@ -50,6 +50,10 @@ class Recipe:
         per_epoch = max(1, math.ceil(n_train / (batch_size or self.batch_size)))
         epochs = max(self.min_epochs, math.ceil(self.min_steps / per_epoch))
         return min(epochs, self.max_epochs) if self.max_epochs else epochs
+
+    def drop_epochs(self, epochs: int) -> list[int]:
+        """The epochs after which the learning rate drops tenfold, for a run of ``epochs``."""
+        return sorted({max(1, round(m * epochs)) for m in self.milestones})
 
 
 RECIPES: dict[str, Recipe] = {
