@@ -59,7 +59,8 @@ def run_check(name: str, args) -> dict:
     res = utility_experiment(splits["train"], splits["val"], splits["test"], np.zeros((0, *x.shape[1:]), np.float32),
                              minority=minority, num_classes=len(counts), seed=derive_seed(args.seed, "calibration", name),
                              seeds=args.seeds, epochs=args.epochs, bootstrap=args.bootstrap, arms=(arm,),
-                             n_add=int(counts.max() - counts[minority]), classifier=args.classifier)[arm]
+                             n_add=int(counts.max() - counts[minority]), classifier=args.classifier,
+                             augment=args.augment)[arm]
     seconds = time.perf_counter() - t0
     figures = {k: {"value": res.values[k], "ci": res.ci[k], "per_seed": res.per_seed[k], "reference": ref,
                    "difference": res.values[k] - ref, "met": res.values[k] >= ref - args.tolerance * (k == "auroc")}
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the classifier's recipe")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--tolerance", type=float, default=TOLERANCE, help="AUC below the published one that still counts")
+    ap.add_argument("--augment", action="store_true",
+                    help="train with flips, shifts and intensity changes (validation.utility.training_augmentation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
