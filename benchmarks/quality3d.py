@@ -13,15 +13,15 @@ each family and generator seed:
    random affine map (rotation ≤ 10° about each axis, scale 0.9–1.1, shift ≤ 2 voxels, nearest
    neighbour, ``augmented_masks``), so the cohort is not only the train masks repainted;
 3. write the cohort as a sample dir and run the validation stage through ``validate_cohort`` (the
-   API's path): the Dice gate (real-trained segmenter on synthetic pairs vs on real hold-out pairs,
-   with CI), 3D similarity (S_FID, KID, coverage, entropy; informational beside the Dice gate)
-   and copy screening against the train volumes (near-copy flags, authenticity);
+   API's path): the Dice gate, which is issue 22's DSC ratio (``validation.dice``: a MONAI UNet
+   trained on the synthetic pairs against one trained on the real train pairs, both scored on the
+   real test split, equal optimiser steps, paired CI over test volumes), the mask fidelity beside
+   it, 3D similarity (S_FID, KID, coverage, entropy; informational beside the Dice gate) and copy
+   screening against the train volumes (near-copy flags, authenticity);
 4. the same images with their masks permuted among samples (a derangement) go through
    ``validate_cohort`` too: this shuffled-mask control must fail the Dice gate;
-5. train-on-synthetic (issue 22's DSC ratio): a MONAI UNet (``validation.segmenter``) trained on
-   synthetic pairs against one trained on real pairs, both scored on the real test split, and
-   one trained on real + synthetic against real alone (the gain); every arm takes the same number
-   of optimiser steps, and CIs are paired bootstraps over test volumes.
+5. real + synthetic against real alone (the gain): one more segmenter with the gate's seed and the
+   real arm's optimiser steps, on the same test volumes (paired CI).
 
 AdrenalMNIST3D (28³ shape masks): hyperplasia is cut to 1:10 in train (seeded; the kept indices are
 in the JSON), each family trains class-conditionally and draws as many hyperplasia volumes as
@@ -67,7 +67,7 @@ from synthcohort.store.datasets import DatasetVersion
 from synthcohort.store.ingest import import_path
 from synthcohort.validation.classifiers import CLASSIFIERS
 from synthcohort.validation.config import ValidationConfig
-from synthcohort.validation.dice import dice_scores
+from synthcohort.validation.dice import dice_scores, equal_step_epochs
 from synthcohort.validation.pipeline import validate_cohort
 from synthcohort.validation.segmenter import segment, train_segmenter
 
@@ -178,48 +178,30 @@ class Hippocampus:
                 **{s: list(ds.split(s, purpose="validation").sample_ids) for s in ("train", "val", "test")}}
 
 
-def dice_ci(num: np.ndarray, den: np.ndarray, *, seed: int, bootstrap: int, ratio: bool) -> tuple[float, list | None]:
-    """mean(num) / mean(den) (``ratio``) or mean(num) − mean(den), with a paired percentile
-    bootstrap over the test volumes (both arms scored on the same ones)."""
-    f = (lambda a, b: a.mean() / max(b.mean(), 1e-12)) if ratio else (lambda a, b: a.mean() - b.mean())
+def dice_ci(num: np.ndarray, den: np.ndarray, *, seed: int, bootstrap: int) -> tuple[float, list | None]:
+    """mean(num) − mean(den) with a paired percentile bootstrap over the test volumes (both arms
+    scored on the same ones)."""
     rng = numpy_rng(seed)
-    vals = [f(num[i], den[i]) for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
-    return float(f(num, den)), ([float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None)
+    vals = [num[i].mean() - den[i].mean() for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
+    ci = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
+    return float(num.mean() - den.mean()), ci
 
 
-def segmentation_arms(real: Hippocampus, syn_x: np.ndarray, syn_m: np.ndarray, real_dice: np.ndarray, *,
+def segmentation_arms(real: Hippocampus, syn_x: np.ndarray, syn_m: np.ndarray, gate_dice: dict, *,
                       cfg: ValidationConfig, seed: int) -> dict:
-    """Train-on-synthetic and real + synthetic against real alone, each segmenter trained for the
-    optimiser steps the real arm takes (``cfg.segmenter_epochs`` epochs of the real train split),
-    all scored on the real test split, every segmenter initialised and batched with the real arm's
-    seed. ``real_dice``: the real arm's per-test-volume Dice; ``seed`` seeds the bootstraps."""
-    seg_seed = segmenter_seed(cfg)
-    n_real = len(real.train_x)
-
-    def arm(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-        epochs = max(1, round(cfg.segmenter_epochs * n_real / len(x)))
-        net = train_segmenter(x, m, seed=seg_seed, epochs=epochs, batch_size=cfg.segmenter_batch_size)
-        return dice_scores(segment(net, real.test_x), real.test_m)
-
-    d_syn = arm(syn_x, syn_m)
-    d_mix = arm(np.concatenate([real.train_x, syn_x]), np.concatenate([real.train_m, syn_m]))
-    boot = cfg.bootstrap
-    ratio, ratio_ci = dice_ci(d_syn, real_dice, seed=derive_seed(seed, "tstr-ci"), bootstrap=boot, ratio=True)
-    gain, gain_ci = dice_ci(d_mix, real_dice, seed=derive_seed(seed, "gain-ci"), bootstrap=boot, ratio=False)
-    return {"dsc_real": float(real_dice.mean()), "dsc_synthetic_trained": float(d_syn.mean()),
-            "dsc_real_plus_synthetic": float(d_mix.mean()), "tstr_ratio": {"value": ratio, "ci": ratio_ci},
+    """Issue 22's DSC ratio is the gate's (``validation.dice``: trained on synthetic vs on real, both
+    on the real test split, which is the gate's hold-out); this adds real + synthetic against real
+    alone (the gain), a segmenter with the gate's seed and the real arm's optimiser steps.
+    ``gate_dice``: the report's ``details["dice"]``; ``seed`` seeds the bootstrap."""
+    x, m = np.concatenate([real.train_x, syn_x]), np.concatenate([real.train_m, syn_m])
+    net = train_segmenter(x, m, seed=derive_seed(cfg.seed, "dice") % 2**31, batch_size=cfg.segmenter_batch_size,
+                          epochs=equal_step_epochs(cfg.segmenter_epochs, len(real.train_x), len(x)))
+    d_mix = dice_scores(segment(net, real.test_x), real.test_m)
+    d_real = np.asarray(gate_dice["holdout_dice_real"])
+    gain, gain_ci = dice_ci(d_mix, d_real, seed=derive_seed(seed, "gain-ci"), bootstrap=cfg.bootstrap)
+    return {"dsc_real": float(d_real.mean()), "dsc_synthetic_trained": float(np.mean(
+            gate_dice["holdout_dice_synthetic_trained"])), "dsc_real_plus_synthetic": float(d_mix.mean()),
             "gain": {"value": gain, "ci": gain_ci}}
-
-
-def segmenter_seed(cfg: ValidationConfig) -> int:
-    return derive_seed(cfg.seed, "quality3d-segmenter") % 2**31
-
-
-def real_arm(real: Hippocampus, cfg: ValidationConfig) -> np.ndarray:
-    """Per-test-volume Dice of the segmenter trained on the real train pairs (once per run)."""
-    net = train_segmenter(real.train_x, real.train_m, seed=segmenter_seed(cfg),
-                          epochs=cfg.segmenter_epochs, batch_size=cfg.segmenter_batch_size)
-    return dice_scores(segment(net, real.test_x), real.test_m)
 
 
 def gate_summary(report) -> dict:
@@ -232,7 +214,7 @@ def gate_summary(report) -> dict:
     d = m.get("dice_ratio")
     return {"verdict": report.verdict,
             "dice_ratio": None if d is None else {"value": d.value, "ci": d.ci, "passed": d.passed},
-            "dsc_synthetic": val("dsc_synthetic"), "dsc_real": val("dsc_real"),
+            "dsc_synthetic": val("dsc_synthetic"), "dsc_real": val("dsc_real"), "mask_fidelity": val("mask_fidelity"),
             "s_fid": {"value": m["s_fid"].value, "ci": m["s_fid"].ci},
             **{k: val(k) for k in ("kid_synthetic", "kid_reference", "coverage_ratio", "entropy_ratio", "precision",
                                    "recall", "authenticity")},
@@ -241,17 +223,19 @@ def gate_summary(report) -> dict:
 
 
 def evaluate_hippocampus_cohort(real: Hippocampus, images: np.ndarray, masks: np.ndarray, out_dir: Path, *,
-                                cfg: ValidationConfig, real_dice: np.ndarray, seed: int, model_id: str) -> dict:
-    """Steps 3–5 of the module docstring for one cohort (images with the masks they were drawn for)."""
-    rows = {}
-    for name, m in (("cohort", masks), ("shuffled_masks", masks[derangement(len(masks), seed)])):
+                                cfg: ValidationConfig, seed: int, model_id: str, control: bool = True) -> dict:
+    """Steps 3–5 of the module docstring for one cohort (images with the masks they were drawn for);
+    without ``control``, step 4 is left out (``shuffled_control`` is None)."""
+    rows, dice = {"shuffled_masks": None}, {}
+    arms = [("cohort", masks)] + ([("shuffled_masks", masks[derangement(len(masks), seed)])] if control else [])
+    for name, m in arms:
         write_sample_dir(out_dir / name / "samples", images, masks=m, class_name=CLASS, seed=seed, model_id=model_id)
         report = validate_cohort(real.dataset.id, CLASS, out_dir / name / "samples", out_dir / name / "report",
                                  config=cfg, provenance={"benchmark": "quality3d", "arm": name})
-        rows[name] = gate_summary(report)
+        rows[name], dice[name] = gate_summary(report), report.details["dice"]
     return {**rows["cohort"], "shuffled_control": rows["shuffled_masks"],
-            "control_failed": rows["shuffled_masks"]["dice_ratio"]["passed"] is False,
-            "segmentation": segmentation_arms(real, images, masks, real_dice, cfg=cfg, seed=seed),
+            "control_failed": None if not control else rows["shuffled_masks"]["dice_ratio"]["passed"] is False,
+            "segmentation": segmentation_arms(real, images, masks, dice["cohort"], cfg=cfg, seed=seed),
             "report": str(out_dir / "cohort" / "report" / "report.html")}
 
 
@@ -275,7 +259,6 @@ def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source:
     data = TrainingData(real.train_x, np.zeros(len(real.train_x), np.int64), real.train_m, class_names=(CLASS,),
                         dataset_id=real.dataset.id)
     spec = GeneratorSpec(3, 1, tuple(real.train_x.shape[2:]), 1, mask_conditioned=True)
-    real_dice = None if args.train_only else real_arm(real, cfg)
     for fam in families:
         config, steps = family_budget(fam, args)
         for seed in args.seeds:
@@ -291,15 +274,17 @@ def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source:
                                   batch_size=SAMPLE_BATCH)
             sample_s = time.perf_counter() - t0
             row = evaluate_hippocampus_cohort(real, images, masks, out_dir / f"hippocampus-{fam}-seed{seed}", cfg=cfg,
-                                              real_dice=real_dice, seed=seed, model_id=f"{fam}-seed{seed}")
+                                              seed=seed, model_id=f"{fam}-seed{seed}",
+                                              control=args.control_seeds is None or seed in args.control_seeds)
             row.update(steps=steps, train_seconds=train_s, sample_seconds=sample_s, new_mask_sources=src.tolist(),
                        config=model.config.model_dump(mode="json"))
             result["families"].setdefault(fam, {})[str(seed)] = row
             d, t = row["dice_ratio"], row["segmentation"]
             print(f"  {fam} seed {seed}: Dice ratio {d['value']:.3f} ({'pass' if d['passed'] else 'fail'}), "
-                  f"train-on-synthetic {t['tstr_ratio']['value']:.3f}, gain {t['gain']['value']:+.3f}, "
-                  f"shuffled control {row['shuffled_control']['dice_ratio']['value']:.3f} "
-                  f"({'fails' if row['control_failed'] else 'PASSES'}), copies {row['flagged']['near_copy']}")
+                  f"mask fidelity {row['mask_fidelity']:.3f}, gain {t['gain']['value']:+.3f}, "
+                  + ("" if row["control_failed"] is None else
+                     f"shuffled control {row['shuffled_control']['dice_ratio']['value']:.3f} "
+                     f"({'fails' if row['control_failed'] else 'PASSES'}), ") + f"copies {row['flagged']['near_copy']}")
     return result
 
 
@@ -364,23 +349,31 @@ def _cell(vals: list[float], cis: list | None = None) -> str:
     return f"{_mean(vals):.3f}{ci}"
 
 
+def _control_cell(rows: list[dict]) -> str:
+    """The shuffled-mask control over the seeds that ran it: mean ratio and how many failed."""
+    ran = [x for x in rows if x.get("control_failed") is not None]
+    if not ran:
+        return "not run"
+    return (f"{_cell([x['shuffled_control']['dice_ratio']['value'] for x in ran])} "
+            f"({sum(x['control_failed'] for x in ran)}/{len(ran)} fail)")
+
+
 def markdown_table(hippo: dict | None, adrenal: dict | None) -> str:
     """The RESULTS.md tables: each cell a mean over generator seeds; CIs the mean of the seeds' 95 %
     CIs over test volumes (paired bootstraps)."""
     lines = []
     if hippo:
-        lines += ["| family | seeds | steps | Dice ratio (gate) | train-on-synthetic DSC ratio | real + synthetic gain "
-                  "| shuffled control | S_FID | coverage | copies | train min |",
+        lines += ["| family | seeds | steps | DSC ratio (gate: trained on synthetic / on real) | mask fidelity "
+                  "| real + synthetic gain | shuffled control | S_FID | coverage | copies | train min |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for fam, by_seed in hippo["families"].items():
             r = list(by_seed.values())
             seg = [x["segmentation"] for x in r]
             lines.append(
                 f"| {fam} | {len(r)} | {r[0]['steps']} | {_cell([x['dice_ratio']['value'] for x in r], [x['dice_ratio']['ci'] for x in r])} "
-                f"| {_cell([s['tstr_ratio']['value'] for s in seg], [s['tstr_ratio']['ci'] for s in seg])} "
+                f"| {_cell([x['mask_fidelity'] for x in r])} "
                 f"| {_cell([s['gain']['value'] for s in seg], [s['gain']['ci'] for s in seg])} "
-                f"| {_cell([x['shuffled_control']['dice_ratio']['value'] for x in r])} "
-                f"({sum(x['control_failed'] for x in r)}/{len(r)} fail) "
+                f"| {_control_cell(r)} "
                 f"| {_cell([x['s_fid']['value'] for x in r])} | {_cell([x['coverage_ratio'] for x in r])} "
                 f"| {_mean([x['flagged']['near_copy'] for x in r]):.1f} | {_mean([x['train_seconds'] for x in r]) / 60:.1f} |")
     if adrenal:
@@ -397,6 +390,26 @@ def markdown_table(hippo: dict | None, adrenal: dict | None) -> str:
                 _cell([a["values"][k] for a in u], [a["ci"][k] for a in u])
                 for k in ("minority_recall", "balanced_accuracy", "auroc")) + " |")
     return "\n".join(lines)
+
+
+def merged_runs(paths: list[Path]) -> tuple[dict | None, dict | None]:
+    """The hippocampus and adrenal results of runs that each evaluated some generator seeds (for
+    example one process per seed), as one result per dataset; the runs must share the split."""
+    hippo, adrenal = None, None
+    for path in paths:
+        run = json.loads(path.read_text())
+        for name, part in (("hippocampus", run.get("hippocampus")), ("adrenal", run.get("adrenal"))):
+            if not part:
+                continue
+            into = hippo if name == "hippocampus" else adrenal
+            if into is None:
+                into = {**part, "families": {}}
+                hippo, adrenal = (into, adrenal) if name == "hippocampus" else (hippo, into)
+            elif name == "hippocampus" and into["split"] != part["split"]:
+                raise InvalidInputError("the runs split the hippocampus differently", path=path)
+            for fam, by_seed in part["families"].items():
+                into["families"].setdefault(fam, {}).update(by_seed)
+    return hippo, adrenal
 
 
 def time_steps(families: list[str], k: int, device) -> dict[str, dict[str, float]]:
@@ -428,6 +441,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help="the same step count for every family (default STEPS_60MIN)")
     ap.add_argument("--new-masks", type=int, default=None, help="augmented masks to sample for (default: as many "
                                                                 "as train masks)")
+    ap.add_argument("--control-seeds", nargs="*", type=int, default=None,
+                    help="generator seeds whose cohort also runs the shuffled-mask control (default: every seed)")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--size", type=parse_size, default=SIZE, help="hippocampus grid, default 32x48x32")
     ap.add_argument("--val", type=float, default=0.15)
@@ -448,6 +463,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--train-only", action="store_true", help="train and cache the generators, evaluate nothing")
     ap.add_argument("--time-steps", type=int, default=0, metavar="K", help="only time K steps per family")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only print the table of these quality3d.json files' seeds together (runs split by seed)")
     ap.add_argument("--home", default=str(ROOT / "benchmarks" / "results" / "home"),
                     help="SYNTHCOHORT_HOME of the run (the imported dataset, encoders)")
     ap.add_argument("--models-dir", default=str(ROOT / "benchmarks" / "results" / "models"))
@@ -457,6 +474,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
+    if args.merge:
+        print(markdown_table(*merged_runs([Path(p) for p in args.merge])))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()

@@ -1,6 +1,8 @@
 """benchmarks/quality3d.py end to end at a small scale on real hippocampus volumes: the output has
-its split, cohort, control and segmentation figures, and the acceptance's control holds through
-``validate_cohort`` (real pairs pass the Dice gate, the same volumes with shuffled masks fail)."""
+its split, cohort, control and segmentation figures. That real pairs pass the Dice gate through
+``validate_cohort`` and shuffled ones fail is tested at the import's grid (32×48×32) in
+tests/test_validation_3d.py: at this test's half grid (16×24×16) the centred crops' masks overlap
+so much that a segmenter trained on shuffled pairs still reached 0.90 of the real one (measured)."""
 
 from __future__ import annotations
 
@@ -15,17 +17,15 @@ import torch
 from PIL import Image
 
 from benchmarks.quality3d import (
-    Hippocampus,
     augmented_masks,
     derangement,
-    evaluate_hippocampus_cohort,
     markdown_table,
+    merged_runs,
     parser,
-    real_arm,
     run_adrenal,
     run_hippocampus,
 )
-from synthcohort.validation.config import ValidationConfig
+from synthcohort.core.errors import InvalidInputError
 
 pytestmark = pytest.mark.shared_data
 
@@ -45,7 +45,7 @@ def test_derangement_and_augmented_masks_are_seeded_and_new() -> None:
     assert all(m.any() and not (m == masks[0]).all() for m in new)  # deformed, never emptied
 
 
-def test_benchmark_end_to_end_and_shuffled_masks_fail(hippocampus_subset, tmp_path) -> None:
+def test_benchmark_end_to_end(hippocampus_subset, tmp_path) -> None:
     source = hippocampus_subset(32)
     args = parser().parse_args([
         "--families", "wgan-gp", "--seeds", "0", "--steps", "1", "--new-masks", "4", "--size", "16x24x16",
@@ -62,8 +62,10 @@ def test_benchmark_end_to_end_and_shuffled_masks_fail(hippocampus_subset, tmp_pa
     for key in ("dice_ratio", "s_fid", "coverage_ratio", "kid_synthetic", "authenticity", "flagged", "shuffled_control"):
         assert key in row, key
     seg = row["segmentation"]
-    assert 0 <= seg["dsc_real"] <= 1 and seg["tstr_ratio"]["ci"][0] <= seg["tstr_ratio"]["ci"][1]
+    assert 0 <= seg["dsc_real"] <= 1 and row["dice_ratio"]["ci"][0] <= row["dice_ratio"]["ci"][1]
+    assert row["dice_ratio"]["value"] == pytest.approx(seg["dsc_synthetic_trained"] / seg["dsc_real"], rel=1e-3)
     assert seg["gain"]["value"] == pytest.approx(seg["dsc_real_plus_synthetic"] - seg["dsc_real"])
+    assert row["control_failed"] is (row["shuffled_control"]["dice_ratio"]["passed"] is False)
     assert "| wgan-gp | 1 | 1 |" in markdown_table(out, None)
 
     # The cohort's report is a 3D report: slices, spread, and each flagged sample beside its
@@ -80,19 +82,6 @@ def test_benchmark_end_to_end_and_shuffled_masks_fail(hippocampus_subset, tmp_pa
     pair = Image.open(io.BytesIO(base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', card).group(1))))
     assert pair.height >= 250 and pair.width > pair.height  # two rows of three slices
     assert "nearest training volume, three orthogonal slices" in html
-
-    # The acceptance's control on real pairs: held-out real volumes with their own masks pass the
-    # Dice gate through validate_cohort; the same volumes with their masks permuted fail it.
-    real = Hippocampus.load(source, split_seed=0, val=0.25, test=0.25, size=(16, 24, 16))
-    assert real.dataset.id == split["dataset_id"]
-    val = real.dataset.split("val")
-    cfg = ValidationConfig(utility=False, **BUDGET)
-    good = evaluate_hippocampus_cohort(real, val.images, val.masks, tmp_path / "real", cfg=cfg,
-                                       real_dice=real_arm(real, cfg), seed=0, model_id="real-pairs")
-    assert good["dice_ratio"]["passed"] is True, good["dice_ratio"]
-    bad = good["shuffled_control"]
-    assert good["control_failed"] and bad["dice_ratio"]["passed"] is False and bad["verdict"] != "passed", bad
-    assert bad["dice_ratio"]["value"] < 0.9 and bad["dsc_real"] == pytest.approx(good["dsc_real"])
 
 
 def test_adrenal_row_cuts_the_minority_and_scores_against_random_oversampling(shared_data, tmp_path) -> None:
@@ -115,3 +104,27 @@ def test_adrenal_row_cuts_the_minority_and_scores_against_random_oversampling(sh
     row = out["families"]["wgan-gp"]["0"]
     assert 0 <= row["utility"]["synthetic"]["values"]["minority_recall"] <= 1 and "s_fid" in row
     assert "| random_oversampling |" in markdown_table(None, out)
+
+
+def test_runs_split_by_seed_merge_into_one_table(tmp_path) -> None:
+    def row(ratio: float) -> dict:
+        return {"steps": 8, "dice_ratio": {"value": ratio, "ci": [ratio - 0.01, ratio + 0.01], "passed": ratio >= 0.9},
+                "mask_fidelity": 0.7, "segmentation": {"gain": {"value": 0.01, "ci": [0.0, 0.02]}},
+                "shuffled_control": {"dice_ratio": {"value": 0.5}}, "control_failed": True, "s_fid": {"value": 0.1},
+                "coverage_ratio": 0.9, "flagged": {"near_copy": 1}, "train_seconds": 600.0}
+
+    split = {"dataset_id": "ds-x", "train": ["a"], "val": ["b"], "test": ["c"]}
+    paths = []
+    for seed, ratio in ((0, 0.90), (1, 0.96)):
+        r = row(ratio) if seed == 0 else {**row(ratio), "shuffled_control": None, "control_failed": None}  # not run
+        paths.append(tmp_path / f"run{seed}.json")
+        paths[-1].write_text(json.dumps({"hippocampus": {"split": split, "families": {"ld": {str(seed): r}}},
+                                         "adrenal": None}))
+    hippo, adrenal = merged_runs(paths)
+    assert set(hippo["families"]["ld"]) == {"0", "1"} and adrenal is None
+    table = markdown_table(hippo, None)
+    assert "| ld | 2 | 8 | 0.930 [0.92, 0.94] |" in table and "| 0.500 (1/1 fail) |" in table
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hippocampus": {"split": {**split, "test": ["d"]}, "families": {}}}))
+    with pytest.raises(InvalidInputError, match="split"):
+        merged_runs(paths + [other])

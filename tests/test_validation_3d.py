@@ -12,7 +12,7 @@ from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.ingest import import_path
 from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.pipeline import validate_cohort
-from synthcohort.validation.verdict import FAILED
+from synthcohort.validation.verdict import FAILED, NEEDS_REVIEW
 
 pytestmark = pytest.mark.shared_data
 
@@ -36,6 +36,8 @@ def test_own_masks_pass_the_dice_gate_shuffled_masks_fail(hippocampus, tmp_path)
     assert m["dice_ratio"].passed is True and m["dice_ratio"].threshold == 0.9, m["dice_ratio"]
     assert m["s_fid"].passed is None and "informational" in m["s_fid"].label  # Dice decides in 3D
     data = json.loads((tmp_path / "r-own" / "report.json").read_text())
+    names = [e["name"] for e in data["provenance"]["extractors"]]
+    assert any(n.startswith("dice-segmenter(real") for n in names) and any("dice-segmenter(synthetic" in n for n in names)
     assert data["metrics"]["dice_ratio"]["passed"] is True and (tmp_path / "r-own" / "report.html").is_file()
 
     shuffled = tmp_path / "shuffled"
@@ -44,4 +46,8 @@ def test_own_masks_pass_the_dice_gate_shuffled_masks_fail(hippocampus, tmp_path)
     bad = validate_cohort(hippocampus.id, "hippocampus", shuffled, tmp_path / "r-bad", config=BUDGET)
     assert bad.metrics["dice_ratio"].passed is False and bad.metrics["dice_ratio"].value < 0.9
     assert bad.metrics["dsc_real"].value == pytest.approx(m["dsc_real"].value)  # same seeded segmenter
-    assert bad.verdict == FAILED and any("dice_ratio" in r for r in bad.reasons)
+    # With 12 hold-out volumes the gate's CI may still reach 0.90: then the point rule holds the
+    # cohort for a reviewer instead of failing it; either way nothing is released.
+    d = bad.metrics["dice_ratio"]
+    assert bad.verdict == (FAILED if d.decisive else NEEDS_REVIEW), (d, bad.verdict)
+    assert any("dice_ratio" in r for r in bad.reasons), bad.reasons

@@ -1,4 +1,5 @@
-"""The Dice gate on real 3D hippocampus MRI: own masks pass, shuffled masks fail."""
+"""The Dice gate on real 3D hippocampus MRI: real volumes with their own masks, standing in for a
+synthetic cohort, pass it; the same volumes with shuffled masks fail it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthcohort.validation.dice import dice_gate
-from synthcohort.validation.segmenter import train_segmenter
+from synthcohort.validation.dice import dice_gate, equal_step_epochs
+from synthcohort.validation.segmenter import real_segmenter, train_segmenter
 
 pytestmark = pytest.mark.shared_data
 
@@ -31,16 +32,38 @@ def load_pairs(root, n):
     return np.stack(images), np.stack(masks)
 
 
-def test_dice_gate_own_masks_pass_shuffled_masks_fail(shared_data):
-    x, m = load_pairs(shared_data / "hippocampus", 32)
-    assert x.shape == (32, 1, *GRID) and 0.01 < m.mean() < 0.3
-    tr, ho, syn = slice(0, 16), slice(16, 24), slice(24, 32)
+def test_dice_gate_own_masks_pass_shuffled_masks_fail(shared_data, tmp_path):
+    x, m = load_pairs(shared_data / "hippocampus", 40)
+    assert x.shape == (40, 1, *GRID) and 0.01 < m.mean() < 0.3
+    tr, ho, syn = slice(0, 16), slice(16, 24), slice(24, 40)
     net = train_segmenter(x[tr], m[tr], seed=0, epochs=20, batch_size=4)
-    own = dice_gate(x[tr], m[tr], x[ho], m[ho], x[syn], m[syn], seed=0, bootstrap=100, net=net)
+    own = dice_gate(x[tr], m[tr], x[ho], m[ho], x[syn], m[syn], seed=0, epochs=20, batch_size=4, bootstrap=100, net=net)
     assert own.dsc_real > 0.5  # the segmenter learnt the hippocampus
     assert own.ratio >= 0.9, own
     assert own.ci[0] <= own.ratio <= own.ci[1]
-    shuffled = np.roll(np.arange(8), 3)
-    bad = dice_gate(x[tr], m[tr], x[ho], m[ho], x[syn], m[syn][shuffled], seed=0, bootstrap=100, net=net)
-    assert bad.dsc_real == pytest.approx(own.dsc_real)
-    assert bad.ratio < 0.9 and bad.dsc_synthetic < own.dsc_synthetic
+    assert own.ratio == pytest.approx(own.holdout_synthetic.mean() / own.holdout_real.mean())
+    assert len(own.holdout_real) == 8 and len(own.fidelity) == 16 and own.fidelity_ratio > 0.9
+    shuffled = np.roll(np.arange(16), 5)
+    bad = dice_gate(x[tr], m[tr], x[ho], m[ho], x[syn], m[syn][shuffled], seed=0, epochs=20, batch_size=4,
+                    bootstrap=100, net=net)
+    assert bad.dsc_real == pytest.approx(own.dsc_real)  # the same real arm
+    assert bad.ratio < 0.9 and bad.dsc_synthetic < own.dsc_synthetic, bad
+    assert bad.fidelity_ratio < own.fidelity_ratio
+
+
+def test_the_real_segmenter_is_cached_per_dataset_and_settings(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 1, 8, 8, 8), dtype=np.float32)
+    m = (x > 0.7).astype(np.uint8)
+    first = real_segmenter(x, m, dataset_key="ds-a", seed=1, epochs=1, batch_size=2, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("ds-a-*.pt"))) == 1
+    again = real_segmenter(x, m, dataset_key="ds-a", seed=1, epochs=1, batch_size=2, cache_dir=tmp_path)
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    real_segmenter(x, m, dataset_key="ds-a", seed=2, epochs=1, batch_size=2, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("ds-a-*.pt"))) == 2  # another seed is another segmenter
+
+
+def test_equal_step_epochs_match_the_real_arms_optimiser_steps():
+    assert equal_step_epochs(40, 182, 364) == 20 and equal_step_epochs(40, 182, 182) == 40
+    assert equal_step_epochs(40, 10, 1000) == 1  # at least one epoch

@@ -54,7 +54,7 @@ class ValidationConfig(BaseModel):
                                                   "picks the reference split, so a requester may not fish for one).")
     # --- gates -------------------------------------------------------------------------------
     similarity_threshold: float = setting(0.90, "raise", ge=0, description="S_FID pass mark (0 turns the gate off).")
-    dice_ratio_threshold: float = setting(0.90, "raise", ge=0, description="DSC_syn / DSC_real pass mark (0: off).")
+    dice_ratio_threshold: float = setting(0.90, "raise", ge=0, description="DSC_syn / DSC_real pass mark: trained on synthetic vs on real, both on real hold-out (0: off).")
     coverage_ratio_threshold: float = setting(
         0.90, "raise", ge=0, description="coverage(syn) ≥ this × coverage(real vs real) (0: off).")
     entropy_ratio_threshold: float = setting(0.90, "raise", ge=0, description="H_syn / H_real pass mark (0: off).")

@@ -22,9 +22,9 @@ GATE_WORDS: dict[str, tuple[str, str]] = {
     "entropy_ratio": ("Spread over kinds of image",
                       "how evenly the synthetic images spread over the kinds of real image; low means many "
                       "near-identical images (mode collapse)"),
-    "dice_ratio": ("Anatomy matches its mask",
-                   "how well a segmenter trained on real images finds the structure in the synthetic images, "
-                   "relative to real images"),
+    "dice_ratio": ("Teaches segmentation like real data",
+                   "how well a segmenter trained on the synthetic images and their masks outlines the structure in "
+                   "real hold-out images, relative to one trained on real images (1 means as well)"),
     "utility_gain_minority_recall": ("Usefulness for training",
                                      "how much adding the synthetic images raises a classifier's recall of the "
                                      "rare class on real test images"),

@@ -140,7 +140,7 @@ def validate_arrays(
     found.update(stages.similarity(inp, feats))
     step("similarity")
     if inp.masks_used:
-        found.update(stages.dice(inp))
+        found.update(stages.dice(inp, dataset_key=dataset_key))
         step("dice")
     found.update(stages.mode_collapse(inp, feats))
     step("mode_collapse")

@@ -1,21 +1,29 @@
-"""A small MONAI UNet trained (seeded) on real image/mask pairs of the training split.
-
-It is the measuring instrument of the Dice gate: if synthetic images honour their conditioning
-masks, a segmenter that learnt anatomy from real data finds those masks in them about as well as
-it finds the real masks in real hold-out images.
+"""A small MONAI UNet trained (seeded) on image/mask pairs: the measuring instrument of the Dice
+gate (``validation.dice``), trained once on the real train pairs (cached, like the domain
+encoder) and once on each cohort's synthetic pairs.
 """
 
 from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
+from synthcohort.core import layout
+from synthcohort.core.atomic import atomic_write_bytes
 from synthcohort.core.device import select_device
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.seeding import derive_seed, torch_generator
 from synthcohort.core.settings import get_settings
+from synthcohort.validation.encoder import arrays_key
+
+SEGMENTER_VERSION = 1  # part of the cache key: bump when the network or its training changes
 
 
 def build_segmenter(spatial_dims: int, in_channels: int) -> torch.nn.Module:
@@ -51,6 +59,32 @@ def train_segmenter(
             loss_fn(net(x_all[idx].to(device)), y_all[idx].to(device)).backward()
             opt.step()
     net.eval()
+    return net
+
+
+def real_segmenter(
+    images: np.ndarray, masks: np.ndarray, *, dataset_key: str | None, seed: int, epochs: int, batch_size: int,
+    cache_dir: Path | None = None,
+) -> torch.nn.Module:
+    """``train_segmenter`` on the real train pairs, cached under ``cache_dir/segmenters`` (default:
+    the data root's cache) by dataset version and training settings, so that every cohort of a
+    dataset is measured against the same real-trained segmenter without retraining it."""
+    key = dataset_key or arrays_key(images, masks)
+    cfg = {"v": SEGMENTER_VERSION, "seed": seed, "epochs": epochs, "bs": batch_size, "n": len(images)}
+    cfg_hash = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    path = (cache_dir or layout.cache_dir() / "segmenters") / f"{key}-{cfg_hash}.pt"
+    if path.is_file():
+        try:
+            net = build_segmenter(images.ndim - 2, images.shape[1])
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            net.to(select_device(get_settings().device)).eval()
+            return net
+        except Exception:  # stale or corrupt cache entry: retrain and overwrite
+            pass
+    net = train_segmenter(images, masks, seed=seed, epochs=epochs, batch_size=batch_size)
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return net
 
 

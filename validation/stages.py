@@ -20,7 +20,7 @@ from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.validation.collapse import bins_test, prdc
 from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 from synthcohort.validation.copies import CopyScreen, screen_copies
-from synthcohort.validation.dice import dice_gate
+from synthcohort.validation.dice import dice_gate, equal_step_epochs
 from synthcohort.validation.encoder import FeatureExtractor, domain_encoder
 from synthcohort.validation.explanations import saturated_utility
 from synthcohort.validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
@@ -244,19 +244,29 @@ def inception_fid(inp: Inputs, f: Features) -> Findings:
 
 
 # 3. Dice gate (mask-conditioned data) ---------------------------------------------------------------
-def dice(inp: Inputs) -> Findings:
-    """DSC ratio of a real-trained segmenter on synthetic pairs against real hold-out pairs."""
+def dice(inp: Inputs, *, dataset_key: str | None = None) -> Findings:
+    """The train-on-synthetic DSC ratio (``validation.dice``, equation 1) and the mask fidelity."""
     cfg, out = inp.cfg, Findings()
     tr_m, te_m = np.asarray(inp.real_train.masks), np.asarray(inp.real_test.masks)  # type: ignore[attr-defined]
     held = inp.in_class_test
     res = dice_gate(inp.tr_x, tr_m, inp.te_x[held], te_m[held], inp.syn, np.asarray(inp.synthetic_masks),
                     seed=derive_seed(cfg.seed, "dice") % 2**31, epochs=cfg.segmenter_epochs,
-                    batch_size=cfg.segmenter_batch_size, bootstrap=cfg.bootstrap)
-    out.metrics["dice_ratio"] = gate(res.ratio, cfg.dice_ratio_threshold, ci=res.ci, n=len(inp.syn),
-                                     label="DSC_syn / DSC_real (real-trained MONAI UNet)")
-    out.metrics["dsc_synthetic"] = info(res.dsc_synthetic, label="mean Dice of the segmenter on synthetic images vs "
-                                                                 "their conditioning masks")
-    out.metrics["dsc_real"] = info(res.dsc_real, label="mean Dice of the segmenter on real hold-out pairs")
+                    batch_size=cfg.segmenter_batch_size, bootstrap=cfg.bootstrap, dataset_key=dataset_key)
+    out.metrics["dice_ratio"] = gate(res.ratio, cfg.dice_ratio_threshold, ci=res.ci, n=int(held.sum()),
+                                     label="DSC_syn / DSC_real: a MONAI UNet trained on the synthetic pairs "
+                                           "against one trained on the real train pairs, both on the real hold-out")
+    out.metrics["dsc_synthetic"] = info(res.dsc_synthetic, label="mean Dice on the real hold-out of the segmenter "
+                                                                 "trained on the synthetic pairs")
+    out.metrics["dsc_real"] = info(res.dsc_real, label="mean Dice on the real hold-out of the segmenter trained on "
+                                                       "the real train pairs")
+    out.metrics["mask_fidelity"] = info(res.fidelity_ratio, label="the real-trained segmenter's mean Dice on the "
+                                                                  "synthetic images against their masks, over DSC_real")
+    out.details["dice"] = {"holdout_dice_real": res.holdout_real.round(4).tolist(),
+                           "holdout_dice_synthetic_trained": res.holdout_synthetic.round(4).tolist(),
+                           "sample_mask_fidelity": res.fidelity.round(4).tolist(),
+                           "segmenter_epochs": {"real": cfg.segmenter_epochs, "synthetic": equal_step_epochs(
+                               cfg.segmenter_epochs, len(inp.tr_x), len(inp.syn))}}
+    out.extractors += res.segmenters
     return out
 
 

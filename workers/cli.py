@@ -34,7 +34,9 @@ def run_worker(args: argparse.Namespace) -> int:
     from synthcohort.workers.celery_app import app, ensure_configured
     from synthcohort.workers.dispatch import recover_orphaned_jobs
     from synthcohort.workers.health import WorkerBeat
+    from synthcohort.workers.parent import watch_parent
 
+    watch_parent()  # first: a worker whose spawner died before it got here stops too
     logging.getLogger().setLevel(args.loglevel.upper())
     queues = args.queues or get_settings().worker_queues
     names = [q.strip() for q in queues.split(",") if q.strip()]

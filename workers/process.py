@@ -20,6 +20,8 @@ from pathlib import Path
 
 import uvicorn
 
+from synthcohort.workers.parent import PARENT_PID_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -34,9 +36,11 @@ def spawn_worker(queues: str = "gpu,cpu", concurrency: int = 1, env: dict | None
 
     ``env`` replaces the child's environment when given (pass ``{**os.environ, ...}`` to extend);
     the child runs in its own session so a terminal's Ctrl-C reaches only the parent, which
-    stops it with :func:`stop_worker`.
+    stops it with :func:`stop_worker`; if the parent dies first, the child stops itself
+    (``workers.parent``).
     """
     child_env = dict(os.environ if env is None else env)
+    child_env[PARENT_PID_ENV] = str(os.getpid())
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH")]))
     out = subprocess.DEVNULL
     if logfile is not None:
