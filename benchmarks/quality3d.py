@@ -67,7 +67,7 @@ from synthcohort.store.datasets import DatasetVersion
 from synthcohort.store.ingest import import_path
 from synthcohort.validation.classifiers import CLASSIFIERS
 from synthcohort.validation.config import ValidationConfig
-from synthcohort.validation.dice import dice_scores, equal_step_epochs
+from synthcohort.validation.dice import dice_scores, equal_step_epochs, paired_ci
 from synthcohort.validation.pipeline import validate_cohort
 from synthcohort.validation.segmenter import segment, train_segmenter
 
@@ -178,15 +178,6 @@ class Hippocampus:
                 **{s: list(ds.split(s, purpose="validation").sample_ids) for s in ("train", "val", "test")}}
 
 
-def dice_ci(num: np.ndarray, den: np.ndarray, *, seed: int, bootstrap: int) -> tuple[float, list | None]:
-    """mean(num) − mean(den) with a paired percentile bootstrap over the test volumes (both arms
-    scored on the same ones)."""
-    rng = numpy_rng(seed)
-    vals = [num[i].mean() - den[i].mean() for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
-    ci = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
-    return float(num.mean() - den.mean()), ci
-
-
 def segmentation_arms(real: Hippocampus, syn_x: np.ndarray, syn_m: np.ndarray, gate_dice: dict, *,
                       cfg: ValidationConfig, seed: int) -> dict:
     """Issue 22's DSC ratio is the gate's (``validation.dice``: trained on synthetic vs on real, both
@@ -198,7 +189,9 @@ def segmentation_arms(real: Hippocampus, syn_x: np.ndarray, syn_m: np.ndarray, g
                           epochs=equal_step_epochs(cfg.segmenter_epochs, len(real.train_x), len(x)))
     d_mix = dice_scores(segment(net, real.test_x), real.test_m)
     d_real = np.asarray(gate_dice["holdout_dice_real"])
-    gain, gain_ci = dice_ci(d_mix, d_real, seed=derive_seed(seed, "gain-ci"), bootstrap=cfg.bootstrap)
+    gain = float(d_mix.mean() - d_real.mean())
+    gain_ci = paired_ci(d_mix, d_real, lambda a, b: a.mean() - b.mean(), seed=derive_seed(seed, "gain-ci"),
+                        bootstrap=cfg.bootstrap)
     return {"dsc_real": float(d_real.mean()), "dsc_synthetic_trained": float(np.mean(
             gate_dice["holdout_dice_synthetic_trained"])), "dsc_real_plus_synthetic": float(d_mix.mean()),
             "gain": {"value": gain, "ci": gain_ci}}

@@ -20,6 +20,7 @@ Dice = 2|A∩B| / (|A| + |B|) (Dice 1945); two empty masks count as 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,14 +46,19 @@ def equal_step_epochs(epochs: int, n_reference: int, n: int) -> int:
     return max(1, round(epochs * n_reference / max(n, 1)))
 
 
-def paired_ratio_ci(num: np.ndarray, den: np.ndarray, *, seed: int, bootstrap: int) -> tuple[float, float] | None:
-    """95 % percentile bootstrap of mean(num) / mean(den), resampling the pairs (same volumes)."""
+def paired_ci(num: np.ndarray, den: np.ndarray, stat: Callable[[np.ndarray, np.ndarray], float], *, seed: int,
+              bootstrap: int) -> tuple[float, float] | None:
+    """95 % percentile bootstrap of ``stat(num, den)``, resampling the pairs (both arms scored on
+    the same volumes); None without resamples."""
     if bootstrap <= 0:
         return None
     rng = numpy_rng(seed)
-    vals = [num[i].mean() / max(den[i].mean(), 1e-12)
-            for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
+    vals = [stat(num[i], den[i]) for i in (rng.integers(0, len(num), len(num)) for _ in range(bootstrap))]
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def mean_ratio(num: np.ndarray, den: np.ndarray) -> float:
+    return float(num.mean() / max(den.mean(), 1e-12))
 
 
 @dataclass
@@ -64,6 +70,7 @@ class DiceResult:
     holdout_real: np.ndarray  # per hold-out volume Dice, real-trained segmenter
     holdout_synthetic: np.ndarray  # per hold-out volume Dice, synthetic-trained segmenter
     fidelity: np.ndarray  # per synthetic sample: real-trained segmenter's Dice against its mask
+    synthetic_epochs: int  # the synthetic arm's epochs: the real arm's optimiser steps (equal_step_epochs)
     segmenters: list[dict[str, str]]  # name and weights' sha256 of both, for the report's provenance
 
     @property
@@ -99,10 +106,11 @@ def dice_gate(
     d_real = dice_scores(segment(net, holdout_images), holdout_masks)
     d_syn = dice_scores(segment(syn_net, holdout_images), holdout_masks)
     fidelity = dice_scores(segment(net, synthetic_images), synthetic_masks)
-    ratio = float(d_syn.mean() / max(d_real.mean(), 1e-12))
-    ci = paired_ratio_ci(d_syn, d_real, seed=seed, bootstrap=bootstrap)
+    ratio = mean_ratio(d_syn, d_real)
+    ci = paired_ci(d_syn, d_real, mean_ratio, seed=seed, bootstrap=bootstrap)
     segmenters = [{"name": f"dice-segmenter({arm}, epochs={e}, batch={batch_size}, seed={seed}, data={data})",
                    "sha256": state_dict_sha256(n)}
                   for arm, e, n, data in (("real", epochs, net, dataset_key or "train pairs"),
                                           ("synthetic", syn_epochs, syn_net, "cohort"))]
-    return DiceResult(float(d_syn.mean()), float(d_real.mean()), ratio, ci, d_real, d_syn, fidelity, segmenters)
+    return DiceResult(float(d_syn.mean()), float(d_real.mean()), ratio, ci, d_real, d_syn, fidelity, syn_epochs,
+                      segmenters)

@@ -20,7 +20,7 @@ from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.validation.collapse import bins_test, prdc
 from synthcohort.validation.config import MIN_SAMPLES, ValidationConfig
 from synthcohort.validation.copies import CopyScreen, screen_copies
-from synthcohort.validation.dice import dice_gate, equal_step_epochs
+from synthcohort.validation.dice import dice_gate
 from synthcohort.validation.encoder import FeatureExtractor, domain_encoder
 from synthcohort.validation.explanations import saturated_utility
 from synthcohort.validation.flags import broken_flags, copy_flags, merge_flags, outlier_flags
@@ -264,8 +264,7 @@ def dice(inp: Inputs, *, dataset_key: str | None = None) -> Findings:
     out.details["dice"] = {"holdout_dice_real": res.holdout_real.round(4).tolist(),
                            "holdout_dice_synthetic_trained": res.holdout_synthetic.round(4).tolist(),
                            "sample_mask_fidelity": res.fidelity.round(4).tolist(),
-                           "segmenter_epochs": {"real": cfg.segmenter_epochs, "synthetic": equal_step_epochs(
-                               cfg.segmenter_epochs, len(inp.tr_x), len(inp.syn))}}
+                           "segmenter_epochs": {"real": cfg.segmenter_epochs, "synthetic": res.synthetic_epochs}}
     out.extractors += res.segmenters
     return out
 
