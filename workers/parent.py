@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,12 @@ def watch_parent(poll_s: float = POLL_S, grace_s: float = GRACE_S) -> threading.
     parent = int(raw)
 
     def watch() -> None:
-        stop = threading.Event()
-        while not stop.wait(poll_s):
-            if os.getppid() != parent:
-                log.warning("the process that spawned this worker (pid %d) is gone: stopping", parent)
-                os.kill(os.getpid(), signal.SIGTERM)
-                if not stop.wait(grace_s):
-                    os._exit(1)
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        log.warning("the process that spawned this worker (pid %d) is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
 
     thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
     thread.start()
