@@ -192,9 +192,16 @@ def parse_config(family: str, fields: dict[str, Any]) -> GeneratorConfig:
 
 # -- memory -------------------------------------------------------------------------------------
 BYTES = 4  # float32
-STATE_COPIES = 4  # a parameter, its gradient and Adam's two moments
-KEPT_PER_WIDTH = 6  # activations kept for backward per unit of full-resolution width (measured loosely:
-# a conv, a norm and an activation per level, levels shrinking 4× in 2D; GP/R1 add a second backward)
+STATE_COPIES = 5  # a parameter, its gradient, Adam's two moments and the EMA copy
+# Activations kept for backward per unit of full-resolution width, per family, calibrated against
+# the peak memory of real training steps at two batch sizes (``benchmarks/training_memory.py``,
+# 2026-12-07; the per-sample slope is what a large batch is refused for): 6–8 for the GANs' plain conv
+# stacks (a conv, a norm and an activation per level; GP/R1 add a second
+# backward), about 50 for the diffusion U-Nets (residual blocks with two norms, the time embedding
+# added at every block, and decoder blocks on concatenated skips), rounded up to 64.
+KEPT_PER_WIDTH = {"wgan-gp": 8, "dyngan": 6, "stylegan2": 6, "diffusion": 64, "latent-diffusion": 6}
+RUNTIME_BYTES = 512 * 2**20  # workspaces and allocator slack: up to 0.35 GiB more at batch 1 than at 4
+MODULATED_COPIES = 4  # StyleGAN2's per-sample modulated weights: kept, gradient, and the D step's pass
 
 
 def _widths(family: str, cfg: Any, side: int) -> tuple[int, int]:
@@ -218,15 +225,23 @@ def estimate_training_bytes(family: str, cfg: GeneratorConfig, *, channels: int,
                             image_size: Sequence[int]) -> int:
     """A coarse upper estimate of a training step's memory, to refuse orders of magnitude early.
 
-    activations = 4 B × batch × voxels × (channels + KEPT_PER_WIDTH × width of G and D at full
-    resolution), the deeper, smaller levels adding at most a third more (×4/3);
-    parameters = 4 B × STATE_COPIES × levels × 2 networks × kernel (9, 27 in 3D) × widest layer².
+    activations = 4 B × batch × voxels × (channels + KEPT_PER_WIDTH[family] × width of the networks
+    at full resolution), the deeper, smaller levels adding at most a third more (×4/3);
+    parameters = 4 B × STATE_COPIES × 2 networks × 2 convolutions per level × levels × kernel (9, 27
+    in 3D) × widest layer²;
+    StyleGAN2 adds its modulated convolutions' per-sample weights, 4 B × MODULATED_COPIES × batch ×
+    2 convolutions per level × levels × kernel × widest layer² (measured: 1.8 GiB for a 28-px step at
+    batch 4, 3.7 GiB at batch 16).
+    Attention is fused (no N² attention map is kept; ``generators.nets.denoiser_unet``). Plus
+    RUNTIME_BYTES.
     """
     voxels = math.prod(int(s) for s in image_size)
     side = max(int(s) for s in image_size)
     full, widest = _widths(family, cfg, side)
-    activations = BYTES * cfg.batch_size * voxels * (channels + KEPT_PER_WIDTH * full) * 4 // 3
-    levels = max(1, int(math.log2(max(side, 4))) - 1)
+    activations = BYTES * cfg.batch_size * voxels * (channels + KEPT_PER_WIDTH[family] * full) * 4 // 3
+    levels = max(1, math.ceil(math.log2(max(side, 4))) - 1)  # 28 px: 28, 14, 7, 4
     kernel = 9 if len(image_size) == 2 else 27
-    params = BYTES * STATE_COPIES * levels * 2 * kernel * widest * widest
-    return int(activations + params)
+    params = BYTES * STATE_COPIES * 2 * 2 * levels * kernel * widest * widest
+    modulated = BYTES * MODULATED_COPIES * cfg.batch_size * 2 * levels * kernel * widest * widest \
+        if family == "stylegan2" else 0
+    return int(activations + params + modulated + RUNTIME_BYTES)

@@ -45,7 +45,7 @@ class LatentAutoencoder(nn.Module):
             num_res_blocks=num_res_blocks, channels=tuple(channels),
             attention_levels=(False,) * len(channels), latent_channels=latent_channels,
             norm_num_groups=norm_num_groups, with_encoder_nonlocal_attn=attention,
-            with_decoder_nonlocal_attn=attention,
+            with_decoder_nonlocal_attn=attention, use_flash_attention=True,  # fused, as in DenoiserUNet
         )
 
     def _pad(self) -> list[int]:
