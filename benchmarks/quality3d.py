@@ -83,20 +83,24 @@ ADRENAL_MINORITY, ADRENAL_RATIO = 1, 10  # hyperplasia cut to 1 per 10 normal in
 # self-attention in the diffusion UNet (at 16×24×16 one attention map has 6144² entries). Measured
 # peak memory of one training step at 32×48×32 on CPU: diffusion 5 GB at batch 2 (MONAI's 3D UNet;
 # batch 8 was killed for memory at 13 GB), so the diffusion batch is 2; wgan-gp takes batch 4 (at
-# batch 8 one step took 78 s wall under the load described below).
+# batch 8 one step took 78 s wall under the load described below). Those memory figures predate the
+# fused attention (generators.nets.denoiser_unet), which leaves a 32×48×32 volume's step 0.4 GiB instead
+# of 3.9; the batch of 2 was kept so far.
 CONFIG_3D: dict[str, dict] = {
     "wgan-gp": {"batch_size": 4},
     "diffusion": {"batch_size": 2, "attention_levels": (False, False), "beta_schedule": "squaredcos_cap_v2",
                   "sampling_steps": 25},
 }
-# CPU seconds per training step at 32×48×32 with CONFIG_3D and 1 torch thread, measured on
-# 2026-12-06 with ``--time-steps 2 --threads 1`` on this project's 2-core CPU machine while four other
-# agents loaded it (load average 9–12): wgan-gp 14.12 s of CPU (28.6 s wall), diffusion 8.68 s of CPU
-# (17.8 s wall); peak memory 5.3 GB. The CPU time is what one idle core would take; contention
-# inflates it too, so these budgets are on the low side. STEPS_60MIN = 3600 s / that: two families
-# side by side with --threads 1 each fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the
-# voxels) trains the same steps, in about half the time (not measured).
-SECONDS_PER_STEP = {"wgan-gp": 14.12, "diffusion": 8.68}
+# CPU seconds per training step at 32×48×32 with CONFIG_3D and 1 torch thread, measured with
+# ``--time-steps 2 --threads 1`` on this project's 2-core CPU machine while it was otherwise idle
+# (2026-12-07): wgan-gp 12.73 s (12.95 s wall), latent diffusion's autoencoder phase 0.97 s; diffusion
+# 2.95 s since its U-Net's attention is fused (12.27 s with the explicit N² map of the middle block at
+# 16×24×16 tokens, measured the same morning). A first measurement on 2026-12-06, with four other
+# agents loading the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the
+# idle one is the budget's. STEPS_60MIN = 3600 s / that: two families side by side with --threads 1 each
+# fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) trains the same steps, in about
+# half the time (not measured).
+SECONDS_PER_STEP = {"wgan-gp": 12.73, "diffusion": 2.95}
 STEPS_60MIN = {fam: int(3600 // s) for fam, s in SECONDS_PER_STEP.items()}
 SAMPLE_BATCH = 8  # volumes per generator call when sampling (memory, not speed)
 
