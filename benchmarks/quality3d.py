@@ -96,10 +96,10 @@ CONFIG_3D: dict[str, dict] = {
 # (2026-12-07): wgan-gp 12.73 s (12.95 s wall), latent diffusion's autoencoder phase 0.97 s; diffusion
 # 2.95 s since its U-Net's attention is fused (12.27 s with the explicit N² map of the middle block at
 # 16×24×16 tokens, measured the same morning). A first measurement on 2026-12-06, with four other
-# agents loading the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the
-# idle one is the budget's. STEPS_60MIN = 3600 s / that: two families side by side with --threads 1 each
-# fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) trains the same steps, in about
-# half the time (not measured).
+# agents loading the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU
+# (28.6 s and 17.8 s wall); the idle one is the budget's. STEPS_60MIN = 3600 s / that: two families
+# side by side with --threads 1 each fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the
+# voxels) trains the same steps, in about half the time (not measured).
 SECONDS_PER_STEP = {"wgan-gp": 12.73, "diffusion": 2.95}
 STEPS_60MIN = {fam: int(3600 // s) for fam, s in SECONDS_PER_STEP.items()}
 SAMPLE_BATCH = 8  # volumes per generator call when sampling (memory, not speed)

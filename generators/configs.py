@@ -195,10 +195,10 @@ BYTES = 4  # float32
 STATE_COPIES = 5  # a parameter, its gradient, Adam's two moments and the EMA copy
 # Activations kept for backward per unit of full-resolution width, per family, calibrated against
 # the peak memory of real training steps at two batch sizes (``benchmarks/training_memory.py``,
-# 2026-12-07; the per-sample slope is what a large batch is refused for): 6–8 for the GANs' plain conv
-# stacks (a conv, a norm and an activation per level; GP/R1 add a second
-# backward), about 50 for the diffusion U-Nets (residual blocks with two norms, the time embedding
-# added at every block, and decoder blocks on concatenated skips), rounded up to 64.
+# 2026-12-07; the per-sample slope is what a large batch is refused for): 6–8 for the GANs' plain
+# conv stacks (a conv, a norm and an activation per level; GP/R1 add a second backward), about 50 for
+# the diffusion U-Nets (residual blocks with two norms, the time embedding added at every block, and
+# decoder blocks on concatenated skips), rounded up to 64.
 KEPT_PER_WIDTH = {"wgan-gp": 8, "dyngan": 6, "stylegan2": 6, "diffusion": 64, "latent-diffusion": 6}
 RUNTIME_BYTES = 512 * 2**20  # workspaces and allocator slack: up to 0.35 GiB more at batch 1 than at 4
 MODULATED_COPIES = 4  # StyleGAN2's per-sample modulated weights: kept, gradient, and the D step's pass

@@ -7,9 +7,9 @@ Framework"). MONAI's attention is told to use ``torch``'s fused scaled-dot-produ
 (``use_flash_attention``; diffusers' 2D blocks use it by default): the explicit attention map of the
 3D middle block at 16×24×16 tokens takes 3.9 GiB for one 32×48×32 volume's forward and backward and
 11.5 CPU s, the fused kernel 0.4 GiB and 3.6 s, with the same outputs to float rounding
-(measured 2026-12-07, one thread). Both get one call signature here, and inputs whose sizes are not divisible by
-the U-Net's total down-sampling factor are padded and the output cropped back, so any
-image size works.
+(measured 2026-12-07, one thread). Both get one call signature here, and inputs whose sizes are
+not divisible by the U-Net's total down-sampling factor are padded and the output cropped back, so
+any image size works.
 """
 
 from __future__ import annotations
