@@ -26,8 +26,9 @@ each family and generator seed:
 AdrenalMNIST3D (28³ shape masks): hyperplasia is cut to 1:10 in train (seeded; the kept indices are
 in the JSON), each family trains class-conditionally and draws as many hyperplasia volumes as
 balance the classes; the validation stage scores S_FID and flags, and the validation stage's
-utility protocol (``validation.utility``, 3D through ``spatial_dims``) scores minority recall
-against random oversampling, through ``benchmarks.quality``'s machinery.
+utility protocol (``validation.utility``, 3D through ``spatial_dims``; MONAI's ``Classifier`` by
+default, ``--classifier``) scores minority recall against random oversampling, through
+``benchmarks.quality``'s machinery.
 
     python -m benchmarks.quality3d [--families wgan-gp diffusion] [--seeds 0 1 2] [--steps N]
                                    [--threads 1] [--train-only] [--no-adrenal] [--time-steps K]
@@ -451,8 +452,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-hippocampus", action="store_true")
     ap.add_argument("--adrenal", default=str(ADRENAL))
     ap.add_argument("--baselines", nargs="*", default=["none", "random_oversampling"])
-    ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
-                    help="the adrenal row's utility classifier (validation.classifiers)")
+    ap.add_argument("--classifier", default="monai_classifier", choices=CLASSIFIERS,
+                    help="the adrenal row's utility classifier (validation.classifiers; resnet18 takes "
+                         "hours per classifier at 28³ on a CPU)")
     ap.add_argument("--utility-epochs", type=int, default=None, help="default: the classifier's recipe")
     ap.add_argument("--utility-seeds", type=int, default=3, help="classifier seeds of the utility protocol")
     ap.add_argument("--bootstrap", type=int, default=200)

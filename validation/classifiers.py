@@ -11,6 +11,17 @@ from ``spatial_dims``. Its recipe is MedMNIST v2's (Adam at 1e-3, the learning r
 linear head, the protocol before ResNet-18; AdamW at 2e-3, batches of 64, constant rate. About
 8 × cheaper on a CPU, and weaker: on PneumoniaMNIST at 9:1 it left random oversampling at
 minority recall .65 where a plain CNN users would train reaches .82.
+
+``monai_classifier``: MONAI's ``Classifier`` (``monai.networks.nets.Classifier``: residual units of
+two 3 × 3 convolutions with batch norm and PReLU, each stage halving the grid, then a linear layer),
+widths 16–32–64–128, trained by the small CNN's recipe. It is the 3D classifier for a CPU: at 28³ the
+small-input ResNet-18 costs about 37 GFLOP a forward pass (its first stage runs at 28³ × 64
+channels), 46 CPU s per batch of 32 on one core here, so hours per classifier; this network takes
+0.2 s. On AdrenalMNIST3D with hyperplasia cut to 1:10 (one classifier seed each, 2026-12-07) it gave
+the no-augmentation arm minority recall .58, balanced accuracy .72, AUROC .79, against .32 / .62 / .78
+for the small CNN; with MedMNIST v2's recipe instead, it and a quarter-width MONAI ResNet-18 stayed
+at recall .13–.19 (AUROC .75–.77): for these networks the recipe made the difference
+(``benchmarks/RESULTS.md``). Its last layer is sized for the input grid, so it is built per input shape.
 """
 
 from __future__ import annotations
@@ -19,13 +30,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from monai.networks.nets import ResNet
+from monai.networks.nets import Classifier, ResNet
 from torch import nn
 
 from synthcohort.validation.config import ClassifierName
 from synthcohort.validation.encoder import DomainEncoder
 
-CLASSIFIERS: tuple[ClassifierName, ...] = ("resnet18", "small_cnn")
+CLASSIFIERS: tuple[ClassifierName, ...] = ("resnet18", "small_cnn", "monai_classifier")
 
 
 @dataclass(frozen=True)
@@ -63,15 +74,22 @@ RECIPES: dict[str, Recipe] = {
     # Measured on BreastMNIST (546 train images, 2 seeds): 6 epochs (54 optimiser steps) left "no
     # augmentation" at minority recall .43 / AUROC .75; 30 epochs give .71 / .85, and 60 no more (.67 / .84).
     "small_cnn": Recipe("adamw", 2e-3, 1e-4, 64, (), min_epochs=30),
+    "monai_classifier": Recipe("adamw", 2e-3, 1e-4, 64, (), min_epochs=30),  # the small CNN's (measured above)
 }
+MONAI_CLASSIFIER_CHANNELS = (16, 32, 64, 128)
 
 
-def build_classifier(name: str, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
-    """A fresh, untrained classifier of ``name`` for (N, C, *spatial) inputs in [-1, 1]."""
+def build_classifier(name: str, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A fresh, untrained classifier of ``name`` for (N, *in_shape) inputs in [-1, 1]; ``in_shape``
+    is (C, *spatial), 2D or 3D."""
+    in_channels, spatial_dims = in_shape[0], len(in_shape) - 1
     if name == "resnet18":
         return ResNet("basic", [2, 2, 2, 2], [64, 128, 256, 512], spatial_dims=spatial_dims,
                       n_input_channels=in_channels, conv1_t_size=3, conv1_t_stride=1, no_max_pool=True,
                       num_classes=num_classes)
     if name == "small_cnn":
         return DomainEncoder(spatial_dims, in_channels, 32, num_classes)
+    if name == "monai_classifier":
+        widths = MONAI_CLASSIFIER_CHANNELS
+        return Classifier(tuple(in_shape), num_classes, widths, (2,) * len(widths), norm="batch")
     raise ValueError(f"unknown utility classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")

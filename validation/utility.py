@@ -171,7 +171,7 @@ def train_classifier(
     epochs = epochs or recipe.epochs_for(len(x), batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "utility-init"))
-        net = build_classifier(classifier, x.ndim - 2, x.shape[1], num_classes)
+        net = build_classifier(classifier, x.shape[1:], num_classes)
     device = select_device(get_settings().device)
     net.to(device)
     if x.ndim == 4:
