@@ -25,9 +25,9 @@ Measured 2026-12-06 (MSD hippocampus imported at 32×48×32, 182 train volumes, 
 The pixel reference's MONAI U-Net keeps its self-attention mid block at 16·24·16 voxels even with
 ``attention_levels`` off: without that block one forward + backward at batch 4 took 7.2 CPU s instead
 of 17.9, and the process's RSS reached about 6 GB with it. Since 2026-12-07 that attention is fused
-(``generators.nets.denoiser_unet``): a pixel step at batch 2 takes 2.95 CPU s instead of 12.27 (one
-thread, idle machine), so the figures above overstate the pixel family's cost about fourfold; this
-benchmark has not been rerun since.
+(``generators.nets.denoiser_unet``): a pixel step at batch 2 takes 4.66 CPU s instead of 12.27 (one
+thread, idle machine, ``benchmarks.quality3d --time-steps 10``), so the figures above overstate the
+pixel family's cost about 2.6-fold; this benchmark has not been rerun since.
 """
 
 from __future__ import annotations

@@ -93,15 +93,20 @@ CONFIG_3D: dict[str, dict] = {
                   "sampling_steps": 25},
 }
 # CPU seconds per training step at 32×48×32 with CONFIG_3D and 1 torch thread, measured with
-# ``--time-steps 2 --threads 1`` on this project's 2-core CPU machine while it was otherwise idle
-# (2026-12-07): wgan-gp 12.73 s (12.95 s wall), latent diffusion's autoencoder phase 0.97 s; diffusion
-# 2.95 s since its U-Net's attention is fused (12.27 s with the explicit N² map of the middle block at
-# 16×24×16 tokens, measured the same morning). A first measurement on 2026-12-06, with four other
-# agents loading the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU
-# (28.6 s and 17.8 s wall); the idle one is the budget's. STEPS_60MIN = 3600 s / that: two families
-# side by side with --threads 1 each fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the
-# voxels) trains the same steps, in about half the time (not measured).
-SECONDS_PER_STEP = {"wgan-gp": 12.73, "diffusion": 2.95}
+# ``--time-steps K --threads 1`` on this project's 2-core CPU machine while it was otherwise idle:
+# wgan-gp 12.73 s (2026-12-07 morning; 13.39 s that evening on another machine of the same kind),
+# latent diffusion's autoencoder phase 0.97 s; diffusion 4.66 s with its U-Net's attention fused
+# (K = 10, 2026-12-07 evening; a 1,100-step training run of the hippocampus seed 0 took 4.9 s a step
+# of CPU). A K = 2 reading of 2.95 s that morning set the budget to 1,220 steps; it did not hold up,
+# and no cohort was scored at it. Before the fusion: 12.27 s with the explicit N² map of the
+# middle block at 16×24×16 tokens. A first measurement on 2026-12-06, with four other agents loading the machine (load
+# average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the idle
+# one is the budget's. STEPS_60MIN = 3600 s / that: two families side by side with --threads 1 each
+# fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) trains the same steps, in
+# about half the time (not measured). Sampling costs pixel diffusion 0.85 CPU s per volume and DDIM
+# step (batch 8, 1 thread): a 364-volume hippocampus cohort at 25 steps is about 128 CPU-min, twice
+# its training budget.
+SECONDS_PER_STEP = {"wgan-gp": 12.73, "diffusion": 4.66}
 STEPS_60MIN = {fam: int(3600 // s) for fam, s in SECONDS_PER_STEP.items()}
 SAMPLE_BATCH = 8  # volumes per generator call when sampling (memory, not speed)
 
