@@ -99,8 +99,8 @@ CONFIG_3D: dict[str, dict] = {
 # (K = 10, 2026-12-07 evening; a 1,100-step training run of the hippocampus seed 0 took 4.9 s a step
 # of CPU). A K = 2 reading of 2.95 s that morning set the budget to 1,220 steps; it did not hold up,
 # and no cohort was scored at it. Before the fusion: 12.27 s with the explicit N² map of the
-# middle block at 16×24×16 tokens. A first measurement on 2026-12-06, with four other agents loading the machine (load
-# average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the idle
+# middle block at 16×24×16 tokens. A first measurement on 2026-12-06, with four other agents loading
+# the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the idle
 # one is the budget's. STEPS_60MIN = 3600 s / that: two families side by side with --threads 1 each
 # fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) trains the same steps, in
 # about half the time (not measured). Sampling costs pixel diffusion 0.85 CPU s per volume and DDIM
