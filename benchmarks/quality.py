@@ -178,13 +178,14 @@ def run_dataset(name: str, families: list[str], args, device, out_dir: Path) -> 
     return result
 
 
-def evaluate_cohort(real: RealData, syn: np.ndarray, args, ref_spec: float | None) -> dict:
+def evaluate_cohort(real: RealData, syn: np.ndarray, args, ref_spec: float | None, *,
+                    arms: tuple[str, ...] = SYNTHETIC_ARMS, unflagged: bool = True) -> dict:
     """A cohort's part of its family row: the validation stage's report at ``--seed`` (S_FID with CI,
     coverage, entropy, flags), its S_FID at the further validation seeds, and (unless
-    ``--similarity-only``) the utility protocol's synthetic arms (the cohort alone, with random
-    oversampling, with a weighted loss) for the whole cohort, and the cohort alone for its
-    unflagged part, which is what a user downloads and is judged by its own S_FID.
-    ``ref_spec``: the no-augmentation arm's specificity, where recall is also compared."""
+    ``--similarity-only``) the utility protocol's synthetic ``arms`` (by default the cohort alone,
+    with random oversampling, with a weighted loss) for the whole cohort, and (``unflagged``) the
+    cohort alone for its unflagged part, which is what a user downloads and is judged by its own
+    S_FID. ``ref_spec``: the no-augmentation arm's specificity, where recall is also compared."""
     report = real.validate(syn, args.seed)
     m = report.metrics
     # The gate is judged at --seed; further validation seeds (other reference/hold-out splits of
@@ -193,10 +194,10 @@ def evaluate_cohort(real: RealData, syn: np.ndarray, args, ref_spec: float | Non
     by_seed = [m["s_fid"].value] + [real.validate(syn, s).metrics["s_fid"].value for s in v_seeds[1:]]
     flagged = np.array(sorted(report.flagged), dtype=np.int64)
     keep = np.setdiff1d(np.arange(len(syn)), flagged)
-    arms = {} if args.similarity_only else real.utility(syn, arms=SYNTHETIC_ARMS, reference_specificity=ref_spec)
+    scored = {} if args.similarity_only else real.utility(syn, arms=arms, reference_specificity=ref_spec)
     s_fid_kept = None
-    if len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:
-        arms["synthetic_unflagged"] = real.utility(syn[keep], arms=("synthetic",), reference_specificity=ref_spec)[
+    if unflagged and len(flagged) and len(keep) >= MIN_SAMPLES and not args.similarity_only:
+        scored["synthetic_unflagged"] = real.utility(syn[keep], arms=("synthetic",), reference_specificity=ref_spec)[
             "synthetic"]
         kept = real.validate(syn[keep], args.seed).metrics
         s_fid_kept = {"value": kept["s_fid"].value, "ci": kept["s_fid"].ci, "passed": kept["s_fid"].passed,
@@ -208,7 +209,7 @@ def evaluate_cohort(real: RealData, syn: np.ndarray, args, ref_spec: float | Non
         "coverage_ratio": m["coverage_ratio"].value, "entropy_ratio": m["entropy_ratio"].value,
         "flagged": {k: int(m[f"flagged_{k}"].value) for k in ("near_copy", "outlier", "broken")},
         "n_flagged": int(len(flagged)), "verdict": report.verdict,
-        "utility": {k: utility_row(v) for k, v in arms.items()},
+        "utility": {k: utility_row(v) for k, v in scored.items()},
     }
 
 

@@ -28,7 +28,9 @@ in the JSON), each family trains class-conditionally and draws as many hyperplas
 balance the classes; the validation stage scores S_FID and flags, and the validation stage's
 utility protocol (``validation.utility``, 3D through ``spatial_dims``; MONAI's ``Classifier`` by
 default, ``--classifier``) scores minority recall against random oversampling, through
-``benchmarks.quality``'s machinery.
+``benchmarks.quality``'s machinery: each cohort in the arms of ``--adrenal-arms`` (by default the
+cohort alone, real + synthetic hyperplasia), every arm over ``--utility-seeds`` classifier seeds.
+``--families`` with no name runs only the baselines.
 
     python -m benchmarks.quality3d [--families wgan-gp diffusion] [--seeds 0 1 2] [--steps N]
                                    [--threads 1] [--train-only] [--no-adrenal] [--time-steps K]
@@ -71,6 +73,7 @@ from synthcohort.validation.config import ValidationConfig
 from synthcohort.validation.dice import dice_scores, equal_step_epochs, paired_ci
 from synthcohort.validation.pipeline import validate_cohort
 from synthcohort.validation.segmenter import segment, train_segmenter
+from synthcohort.validation.utility import SYNTHETIC_ARMS
 
 ROOT = Path(__file__).resolve().parents[1]
 HIPPOCAMPUS = ROOT.parent / "shared" / "data" / "hippocampus"
@@ -322,6 +325,7 @@ def run_adrenal(families: list[str], args, device) -> dict:
     spec = GeneratorSpec(3, 1, tuple(real.train[0].shape[2:]), 2)
     data = TrainingData(*real.train, class_names=ADRENAL_CLASSES, dataset_id="adrenalmnist3d-1to10")
     eval_args = argparse.Namespace(seed=args.validation_seed, validation_seeds=1, similarity_only=False)
+    synthetic_arms = tuple(a for a in args.adrenal_arms if a in SYNTHETIC_ARMS)
     for fam in families:
         config, steps = family_budget(fam, args)
         for seed in args.seeds:
@@ -334,7 +338,8 @@ def run_adrenal(families: list[str], args, device) -> dict:
             syn = model.sample(real.n_add, ADRENAL_MINORITY, seed=derive_seed(seed, "quality3d-sample"),
                                batch_size=SAMPLE_BATCH)
             row = {"steps": steps, "train_seconds": train_s, "sample_seconds": time.perf_counter() - t0,
-                   **evaluate_cohort(real, syn, eval_args, ref_spec)}
+                   **evaluate_cohort(real, syn, eval_args, ref_spec, arms=synthetic_arms,
+                                     unflagged="synthetic_unflagged" in args.adrenal_arms)}
             result["families"].setdefault(fam, {})[str(seed)] = row
             rec = row["utility"]["synthetic"]["values"]["minority_recall"]
             print(f"  {fam} seed {seed}: S_FID {row['s_fid']['value']:.3f}, minority recall {rec:.3f}")
@@ -380,18 +385,19 @@ def markdown_table(hippo: dict | None, adrenal: dict | None) -> str:
                 f"| {_cell([x['s_fid']['value'] for x in r])} | {_cell([x['coverage_ratio'] for x in r])} "
                 f"| {_mean([x['flagged']['near_copy'] for x in r]):.1f} | {_mean([x['train_seconds'] for x in r]) / 60:.1f} |")
     if adrenal:
-        lines += ["", "| adrenal (hyperplasia 1:10) | seeds | S_FID | minority recall | balanced accuracy | AUROC |",
-                  "|---|---|---|---|---|---|"]
+        keys = ("minority_recall", "recall_at_ref_specificity", "balanced_accuracy", "auroc")
+        lines += ["", "| adrenal (hyperplasia 1:10) | seeds | S_FID | minority recall | recall at the none arm's "
+                      "specificity | balanced accuracy | AUROC |", "|---|---|---|---|---|---|---|"]
         for arm, u in adrenal["baselines"].items():
             v, c = u["values"], u["ci"]
-            lines.append(f"| {arm} | | | " + " | ".join(_cell([v[k]], [c[k]]) for k in
-                                                           ("minority_recall", "balanced_accuracy", "auroc")) + " |")
+            lines.append(f"| {arm} | | | " + " | ".join(_cell([v.get(k)], [c.get(k)]) for k in keys) + " |")
         for fam, by_seed in adrenal["families"].items():
             r = list(by_seed.values())
-            u = [x["utility"]["synthetic"] for x in r]
-            lines.append(f"| {fam} | {len(r)} | {_cell([x['s_fid']['value'] for x in r])} | " + " | ".join(
-                _cell([a["values"][k] for a in u], [a["ci"][k] for a in u])
-                for k in ("minority_recall", "balanced_accuracy", "auroc")) + " |")
+            for arm in r[0]["utility"]:
+                u = [x["utility"][arm] for x in r if arm in x["utility"]]
+                name = fam if arm == "synthetic" else f"{fam}, {arm}"
+                lines.append(f"| {name} | {len(u)} | {_cell([x['s_fid']['value'] for x in r])} | " + " | ".join(
+                    _cell([a["values"].get(k) for a in u], [a["ci"].get(k) for a in u]) for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -439,7 +445,8 @@ def time_steps(families: list[str], k: int, device) -> dict[str, dict[str, float
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", nargs="*", default=None, help="default: every family that builds in 3D")
+    ap.add_argument("--families", nargs="*", default=None, help="default: every family that builds in 3D; "
+                                                                "none named: only the adrenal baselines")
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="generator seeds")
     ap.add_argument("--steps", type=int, default=None, help="the same step count for every family (default STEPS_60MIN)")
     ap.add_argument("--new-masks", type=int, default=None, help="augmented masks to sample for (default: as many "
@@ -457,6 +464,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-hippocampus", action="store_true")
     ap.add_argument("--adrenal", default=str(ADRENAL))
     ap.add_argument("--baselines", nargs="*", default=["none", "random_oversampling"])
+    ap.add_argument("--adrenal-arms", nargs="+", default=["synthetic"],
+                    choices=(*SYNTHETIC_ARMS, "synthetic_unflagged"),
+                    help="the utility arms of each adrenal cohort (3 classifiers each): the cohort alone by default")
     ap.add_argument("--classifier", default="monai_classifier", choices=CLASSIFIERS,
                     help="the adrenal row's utility classifier (validation.classifiers; resnet18 takes "
                          "hours per classifier at 28³ on a CPU)")
@@ -485,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
     device = select_device(args.device)
-    families = args.families or three_d_families()
+    families = three_d_families() if args.families is None else args.families  # `--families` alone: none
     if args.time_steps:
         time_steps(families, args.time_steps, device)
         return 0

@@ -95,7 +95,8 @@ def test_adrenal_row_cuts_the_minority_and_scores_against_random_oversampling(sh
     args = parser().parse_args([
         "--families", "wgan-gp", "--seeds", "0", "--steps", "1", "--adrenal", str(tmp_path / "adrenal.npz"),
         "--config", json.dumps({"wgan-gp": TINY}), "--utility-epochs", "1", "--utility-seeds", "1", "--bootstrap", "20",
-        "--classifier", "small_cnn", "--models-dir", str(tmp_path / "models")])
+        "--classifier", "small_cnn", "--models-dir", str(tmp_path / "models"),
+        "--adrenal-arms", "synthetic", "synthetic_ros"])
     torch.set_num_threads(1)
     out = run_adrenal(["wgan-gp"], args, torch.device("cpu"))
     assert out["cut"]["train_counts"] == [120, 12] and out["cut"]["n_added"] == 108
@@ -103,7 +104,10 @@ def test_adrenal_row_cuts_the_minority_and_scores_against_random_oversampling(sh
     assert set(out["baselines"]) == {"none", "random_oversampling"}
     row = out["families"]["wgan-gp"]["0"]
     assert 0 <= row["utility"]["synthetic"]["values"]["minority_recall"] <= 1 and "s_fid" in row
-    assert "| random_oversampling |" in markdown_table(None, out)
+    assert set(row["utility"]) == {"synthetic", "synthetic_ros"}  # only the arms asked for (3 classifiers each)
+    table = markdown_table(None, out)
+    assert "| random_oversampling |" in table and "| wgan-gp, synthetic_ros | 1 |" in table
+    assert "recall at the none arm's specificity" in table
 
 
 def test_runs_split_by_seed_merge_into_one_table(tmp_path) -> None:
