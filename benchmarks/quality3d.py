@@ -33,6 +33,7 @@ cohort alone, real + synthetic hyperplasia), every arm over ``--utility-seeds`` 
 ``--families`` with no name runs only the baselines.
 
     python -m benchmarks.quality3d [--families wgan-gp diffusion] [--seeds 0 1 2] [--steps N]
+                                   [--sampling '{"latent-diffusion": {"eta": 1.0}}']
                                    [--threads 1] [--train-only] [--no-adrenal] [--time-steps K]
 
 ``--time-steps K`` only measures each family's seconds per step (K steps, 1 thread advised) at
@@ -253,6 +254,24 @@ def family_budget(fam: str, args) -> tuple[dict, int]:
     return {**CONFIG_3D.get(fam, {}), **json.loads(args.config).get(fam, {})}, steps
 
 
+SAMPLING_FIELDS = ("sampling_steps", "eta", "guidance_scale", "sampler")  # read only when drawing
+
+
+def with_sampling(model, fam: str, args):
+    """The trained ``model`` drawing with ``--sampling``'s fields for ``fam`` (DDIM steps, η, guidance,
+    sampler) instead of its config's. Training never reads them, so one cached training serves every
+    sampling setting (the cache key hashes the whole config); the row's ``config`` records what drew."""
+    update = json.loads(args.sampling).get(fam, {})
+    if not update:
+        return model
+    other = sorted(set(update) - set(SAMPLING_FIELDS))
+    if other:
+        raise InvalidInputError(f"--sampling takes only {', '.join(SAMPLING_FIELDS)}; {', '.join(other)} change "
+                                "training: put them in --config", field="sampling")
+    model.config = type(model.config)(**{**model.config.model_dump(), **update})  # validated like a request
+    return model
+
+
 def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source: Path = HIPPOCAMPUS) -> dict:
     """Every family × generator seed on the hippocampus (module docstring, steps 1–5)."""
     real = Hippocampus.load(source, split_seed=args.split_seed, val=args.val, test=args.test, size=args.size)
@@ -271,6 +290,7 @@ def run_hippocampus(families: list[str], args, device, out_dir: Path, *, source:
             run = argparse.Namespace(**{**vars(args), "seed": seed})
             model, train_s = trained_model(f"hippocampus-{real.dataset.id}", fam, get_generator(fam), spec, config,
                                            steps, data, run, device)
+            model = with_sampling(model, fam, args)
             if args.train_only:
                 continue
             new, src = augmented_masks(real.train_m, n_new, seed=seed)
@@ -332,12 +352,14 @@ def run_adrenal(families: list[str], args, device) -> dict:
             run = argparse.Namespace(**{**vars(args), "seed": seed})
             key = f"adrenalmnist3d-1to10-split{args.split_seed}"
             model, train_s = trained_model(key, fam, get_generator(fam), spec, config, steps, data, run, device)
+            model = with_sampling(model, fam, args)
             if args.train_only:
                 continue
             t0 = time.perf_counter()
             syn = model.sample(real.n_add, ADRENAL_MINORITY, seed=derive_seed(seed, "quality3d-sample"),
                                batch_size=SAMPLE_BATCH)
             row = {"steps": steps, "train_seconds": train_s, "sample_seconds": time.perf_counter() - t0,
+                   "config": model.config.model_dump(mode="json"),
                    **evaluate_cohort(real, syn, eval_args, ref_spec, arms=synthetic_arms,
                                      unflagged="synthetic_unflagged" in args.adrenal_arms)}
             result["families"].setdefault(fam, {})[str(seed)] = row
@@ -460,6 +482,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--validation-seed", type=int, default=0)
     ap.add_argument("--validation", default="{}", help="JSON ValidationConfig fields (budgets) for every report")
     ap.add_argument("--config", default="{}", help='JSON {"family": {fields}} on top of CONFIG_3D')
+    ap.add_argument("--sampling", default="{}", help='JSON {"family": {fields}}: how the trained model draws '
+                    f"({', '.join(SAMPLING_FIELDS)}), without retraining it")
     ap.add_argument("--no-adrenal", action="store_true")
     ap.add_argument("--no-hippocampus", action="store_true")
     ap.add_argument("--adrenal", default=str(ADRENAL))

@@ -24,8 +24,10 @@ from benchmarks.quality3d import (
     parser,
     run_adrenal,
     run_hippocampus,
+    with_sampling,
 )
 from synthcohort.core.errors import InvalidInputError
+from synthcohort.generators.base import GeneratorSpec
 
 pytestmark = pytest.mark.shared_data
 
@@ -132,3 +134,26 @@ def test_runs_split_by_seed_merge_into_one_table(tmp_path) -> None:
     other.write_text(json.dumps({"hippocampus": {"split": {**split, "test": ["d"]}, "families": {}}}))
     with pytest.raises(InvalidInputError, match="split"):
         merged_runs(paths + [other])
+
+
+def test_sampling_override_changes_how_a_trained_model_draws_and_nothing_else() -> None:
+    """``--sampling`` sets DDIM's η on the trained model (the draws change, the weights do not) and
+    refuses a field that training reads."""
+    from synthcohort.generators.registry import get_generator
+
+    family = get_generator("diffusion")
+    cfg = family.Config(channels=(8, 16), attention_levels=(False, False), sampling_steps=4, batch_size=2)
+    model = family(GeneratorSpec(2, 1, (8, 8), 1), cfg, seed=0)
+    before = model.sample(3, 0, seed=1)
+    args = parser().parse_args(["--sampling", json.dumps({"diffusion": {"eta": 1.0}, "wgan-gp": {"eta": 0.5}})])
+    assert with_sampling(model, "diffusion", args) is model and model.config.eta == 1.0
+    assert model.config.sampling_steps == 4 and model.config.channels == (8, 16)
+    after = model.sample(3, 0, seed=1)
+    assert not np.allclose(before, after)
+    assert np.array_equal(after, model.sample(3, 0, seed=1))  # still seeded
+    with pytest.raises(InvalidInputError, match="lr") as err:
+        with_sampling(model, "diffusion", parser().parse_args(["--sampling", '{"diffusion": {"lr": 0.1}}']))
+    assert err.value.field == "sampling"
+    with pytest.raises(ValueError, match="eta"):  # validated like a request: η is DDIM's only
+        with_sampling(model, "diffusion", parser().parse_args(
+            ["--sampling", '{"diffusion": {"sampler": "dpm_solver++", "eta": 0.5}}']))
