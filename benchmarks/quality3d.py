@@ -63,6 +63,7 @@ from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.seeding import derive_seed, numpy_rng
 from synthcohort.core.settings import get_settings
 from synthcohort.generators.base import GeneratorSpec, TrainingData
+from synthcohort.generators.configs import parse_config
 from synthcohort.generators.registry import available, get_generator
 from synthcohort.imaging.readers import read_medmnist
 from synthcohort.imaging.resizing import parse_size
@@ -268,7 +269,7 @@ def with_sampling(model, fam: str, args):
     if other:
         raise InvalidInputError(f"--sampling takes only {', '.join(SAMPLING_FIELDS)}; {', '.join(other)} change "
                                 "training: put them in --config", field="sampling")
-    model.config = type(model.config)(**{**model.config.model_dump(), **update})  # validated like a request
+    model.config = parse_config(fam, {**model.config.model_dump(), **update})  # validated like a request
     return model
 
 

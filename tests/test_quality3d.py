@@ -154,6 +154,7 @@ def test_sampling_override_changes_how_a_trained_model_draws_and_nothing_else() 
     with pytest.raises(InvalidInputError, match="lr") as err:
         with_sampling(model, "diffusion", parser().parse_args(["--sampling", '{"diffusion": {"lr": 0.1}}']))
     assert err.value.field == "sampling"
-    with pytest.raises(ValueError, match="eta"):  # validated like a request: η is DDIM's only
+    with pytest.raises(InvalidInputError, match="eta") as err:  # validated like a request: η is DDIM's only
         with_sampling(model, "diffusion", parser().parse_args(
             ["--sampling", '{"diffusion": {"sampler": "dpm_solver++", "eta": 0.5}}']))
+    assert err.value.field.startswith("config")
