@@ -156,6 +156,10 @@ class LatentDiffusionConfig(DenoiserConfig):
     latent_channels: int = Field(default=3, ge=1, le=64)
     ae_lr: LearningRate = 5e-4
     kl_weight: float = Field(default=1e-6, ge=0.0, le=1.0)  # Pinaya et al. 2022
+    # p(x|z) of the decoder: "laplace" = the L1 loss of Pinaya et al. for intensity images; "bernoulli" =
+    # binary cross-entropy on logits, for binary volumes (shapes, masks; Kingma & Welling 2014, App. C.1),
+    # where an L1-trained decoder settles on the empty volume (AdrenalMNIST3D: 2 % foreground)
+    ae_likelihood: Literal["laplace", "bernoulli"] = "laplace"
 
     @model_validator(mode="after")
     def _ae_widths_fit(self) -> LatentDiffusionConfig:

@@ -7,8 +7,10 @@ autoencoder leaves the denoiser 64× fewer voxels. Two phases in the one ``fit``
 checkpoints and resume stay exact across the switch):
 
 1. steps ``0 … ae_steps − 1`` train the KL autoencoder (:class:`generators.nets.autoencoder_kl.
-   LatentAutoencoder`): ``z = μ + σ ⊙ ε`` from E(x), loss ``‖D(z) − x‖₁ + λ_KL · KL(q(z|x) ‖ N(0, I))``
-   (perceptual and adversarial terms of the papers left out);
+   LatentAutoencoder`): ``z = μ + σ ⊙ ε`` from E(x), loss ``−log p(x | D(z)) + λ_KL · KL(q(z|x) ‖ N(0, I))``
+   with a Laplace p (``‖D(z) − x‖₁``, the papers' choice for intensity images) or, for binary volumes
+   (``ae_likelihood="bernoulli"``), a Bernoulli p whose logits D(z) gives (binary cross-entropy; the
+   image is then ``2σ(D(z)) − 1``); perceptual and adversarial terms of the papers left out;
 2. the remaining steps train ε_θ (:class:`generators.nets.denoiser_unet.DenoiserUNet`) by DDPM on
    ``z_0 = s · z`` with the autoencoder frozen; ``s = 1 / std(z)`` of the first latent batch
    (Rombach et al. §4.3.2, the "scale factor"), kept in the checkpoint. Labels condition ε_θ
@@ -101,16 +103,25 @@ class LatentDiffusion(Generator):
         c = self.config
         with self.autocast():
             z, mu, sigma = self._posterior_sample(b.images)
-            x_hat = self.ae.decode(z)
+            out = self.ae.decode(z).float()
         mu, sigma = mu.float(), sigma.float()
-        recon = F.l1_loss(x_hat.float(), b.images)
+        if c.ae_likelihood == "bernoulli":  # targets in [0, 1]; soft targets are plain cross-entropy
+            recon, name = F.binary_cross_entropy_with_logits(out, (b.images + 1) / 2), "recon_bce"
+        else:
+            recon, name = F.l1_loss(out, b.images), "recon_l1"
         var = sigma.pow(2)
         kl = 0.5 * (mu.pow(2) + var - var.log() - 1).flatten(1).sum(1).mean()
         loss = recon + c.kl_weight * kl
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_ae.step()
-        return {"loss": loss.detach(), "recon_l1": recon.detach(), "kl": kl.detach()}
+        return {"loss": loss.detach(), name: recon.detach(), "kl": kl.detach()}
+
+    def decode_image(self, z: torch.Tensor) -> torch.Tensor:
+        """The image in [−1, 1] scale that latent z decodes to: D(z) itself (Laplace) or
+        2σ(D(z)) − 1 (Bernoulli logits)."""
+        out = self.ae.decode(z)
+        return 2 * torch.sigmoid(out) - 1 if self.config.ae_likelihood == "bernoulli" else out
 
     def _latent_mask(self, m: torch.Tensor | None) -> torch.Tensor | None:
         return None if m is None else self.ae.to_latent_grid(m.float()) * 2.0 - 1.0
@@ -160,4 +171,4 @@ class LatentDiffusion(Generator):
         z_0 = sample_loop(eps_fn, self.sampling_scheduler(), shape, steps=c.sampling_steps, eta=c.eta,
                           rng=rng, device=self.device, memory_format=self.memory_format)
         with self.autocast():  # s is 1 before the diffusion phase has started
-            return self.ae.decode(z_0 / (self.scale or 1.0)).float()
+            return self.decode_image(z_0 / (self.scale or 1.0)).float()
