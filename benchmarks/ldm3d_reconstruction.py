@@ -40,6 +40,7 @@ from synthcohort.core.settings import get_settings
 from synthcohort.generators.base import GeneratorSpec, TrainingData
 from synthcohort.generators.registry import get_generator
 from synthcohort.validation.config import ValidationConfig
+from synthcohort.validation.dice import dice_scores
 
 
 @torch.no_grad()
@@ -51,13 +52,6 @@ def reconstruct(model, x: np.ndarray, batch: int = 8) -> np.ndarray:
         mu, _ = model.ae.encode(xb)
         out.append(((model.decode_image(mu).clamp(-1, 1) + 1) / 2).numpy())
     return np.concatenate(out).astype(np.float32)
-
-
-def shape_dice(x_hat: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per volume: Dice of {x̂ > 0.5} against {x > 0.5} (1.0 where both are empty)."""
-    a, b = (x_hat > 0.5).reshape(len(x), -1), (x > 0.5).reshape(len(x), -1)
-    inter, total = (a & b).sum(1), a.sum(1) + b.sum(1)
-    return np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for split, rec, x, y in (("train", rec_train, train_x, train_y), ("test", rec_test, test_x, test_y)):
             for k, name in enumerate(quality3d.ADRENAL_CLASSES):
                 sel = y == k
-                d = shape_dice(rec[sel], x[sel])
+                d = dice_scores(rec[sel] > 0.5, x[sel] > 0.5)  # the shape Dice
                 shape[f"{split}/{name}"] = {"n": int(sel.sum()), "shape_dice_mean": float(d.mean()),
                                             "shape_dice_min": float(d.min()),
                                             "foreground_real": float((x[sel] > 0.5).mean()),
