@@ -37,8 +37,8 @@ MAX_COHORT_COUNT = 100_000
 MAX_STEPS = 10_000_000
 SampleFormat = Literal["png", "nifti", "dicom", "npz"]
 ArchiveKind = Literal["zip", "tar", "tar.gz"]
-PRESET_HELP = ("Small-data settings merged under `config`: auto (for a small 2D class when `config` is empty), "
-               "small-data, none.")
+PRESET_HELP = ("Settings merged under `config`: auto (small-data for a small 2D class when `config` is empty; a "
+               "Bernoulli decoder for latent diffusion on binary images), small-data, none.")
 
 
 class Request(BaseModel):

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--mask", action="store_true", help="condition on the dataset's masks")
     tr.add_argument("--config", help='family hyperparameters as JSON, e.g. \'{"batch_size": 16}\'')
     tr.add_argument("--preset", default="auto", choices=PRESET_NAMES,
-                    help="small-data settings: auto (for a small 2D class without --config), small-data, none")
+                    help="data-driven settings: auto (small-data for a small 2D class without --config; "
+                         "a Bernoulli decoder for binary images), small-data, none")
     tr.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: settings)")
     tr.add_argument("--model-id", help="continue this model (mdl-...) from its checkpoint, or name a new one")
     tr.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")

@@ -40,7 +40,7 @@ from synthcohort.core.settings import get_settings
 from synthcohort.core.signals import signal_name
 from synthcohort.core.version import code_version
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
-from synthcohort.generators.presets import resolve_preset
+from synthcohort.generators.presets import is_binary, resolve_preset
 from synthcohort.generators.registry import get_generator
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.datasets import DatasetStore
@@ -66,7 +66,7 @@ class ModelRecord(BaseModel):
     seed: int
     mask_conditioned: bool
     config: dict[str, Any]
-    preset: str = "none"  # the preset merged under the user's config (generators.presets)
+    preset: str = "none"  # the presets merged under the user's config, "+"-joined (generators.presets)
     spec: dict[str, Any]
     spacing: list[float] | None = None
     checkpoint_sha256: str | None = None
@@ -151,7 +151,8 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
     """Train (or resume) ``generator`` on the train split of ``dataset_id`` for ``class_name``.
 
     ``preset`` (:mod:`generators.presets`): "auto" uses the small-data settings for a small 2D
-    class when ``config`` is empty; "small-data" always merges them under ``config``; "none" never."""
+    class when ``config`` is empty, and a latent-diffusion Bernoulli decoder for binary images;
+    "small-data" always merges them under ``config``; "none" never."""
 
     family = get_generator(generator)
     if int(steps) < 1:
@@ -166,7 +167,8 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
         raise InvalidInputError(f"the train split of {dataset_id} has no {class_name!r} images", field="class")
     preset_name, preset_fields = resolve_preset(
         preset, family.name, class_train_images=int((train.labels == class_index).sum()),
-        spatial_dims=meta.spatial_dims, image_size=meta.image_size, user_config=config)
+        spatial_dims=meta.spatial_dims, image_size=meta.image_size, user_config=config,
+        binary_images=is_binary(train.images))
     cfg = _make_config(family, {**preset_fields, **(config or {})}, checkpoint_every)
     spec = GeneratorSpec(spatial_dims=meta.spatial_dims, in_channels=meta.channels,
                          image_size=tuple(int(s) for s in meta.image_size),

@@ -1,15 +1,16 @@
-"""Small-data presets: when they apply, how they merge with the user's config, what is recorded."""
+"""Presets: small-data settings and binary-data decoders; when they apply, how they merge with the user's config, what is recorded."""
 
 from __future__ import annotations
 
 import json
 import typing
 
+import numpy as np
 import pytest
 
 from synthcohort.cli import main
 from synthcohort.core.errors import InvalidInputError
-from synthcohort.generators.presets import PRESET_NAMES, SMALL_DATA, resolve_preset
+from synthcohort.generators.presets import BINARY_DATA, PRESET_NAMES, SMALL_DATA, is_binary, resolve_preset
 from synthcohort.generators.registry import available, get_generator
 
 
@@ -32,8 +33,37 @@ def test_auto_applies_to_small_2d_classes_without_a_user_config():
     assert err.value.field == "preset" and "tiny" in str(err.value)
 
 
+def test_binary_images_get_a_bernoulli_decoder_under_a_user_config_too():
+    big3d = dict(class_train_images=259, spatial_dims=3, image_size=(28, 28, 28))
+    bern = {"ae_likelihood": "bernoulli"}
+    assert resolve_preset("auto", "latent-diffusion", user_config={"ae_steps": 1500}, binary_images=True,
+                          **big3d) == ("binary-data", bern)
+    assert resolve_preset("auto", "latent-diffusion", user_config=None, binary_images=False, **big3d) == ("none", {})
+    assert resolve_preset("auto", "diffusion", user_config=None, binary_images=True, **big3d) == ("none", {})
+    assert resolve_preset("none", "latent-diffusion", user_config=None, binary_images=True, **big3d) == ("none", {})
+    small2d = dict(class_train_images=147, spatial_dims=2, image_size=(28, 28))
+    assert resolve_preset("auto", "latent-diffusion", user_config=None, binary_images=True,
+                          **small2d) == ("small-data+binary-data", {**SMALL_DATA["latent-diffusion"], **bern})
+    assert resolve_preset("small-data", "wgan-gp", user_config=None, binary_images=True,
+                          **small2d) == ("small-data", SMALL_DATA["wgan-gp"])
+
+
+def test_is_binary_reads_values_not_dtypes():
+    rng = np.random.default_rng(0)
+    shapes = (rng.random((70, 1, 8, 8, 8)) > 0.9).astype(np.float32) * 255  # two values, any scale
+    assert is_binary(shapes) and is_binary(shapes.astype(bool)) and is_binary(np.zeros((3, 4)))
+    intensity = shapes.copy()
+    intensity[69, 0, 0, 0, 0] = 17.0  # one third value in the last chunk
+    assert not is_binary(intensity)
+    assert not is_binary(rng.random((5, 1, 8, 8)).astype(np.float32))
+    assert not is_binary(np.zeros((0, 1, 8, 8)))
+
+
 def test_every_preset_is_a_valid_config_of_its_family():
     assert set(SMALL_DATA) == set(available())
+    for name, fields in BINARY_DATA.items():
+        cfg = get_generator(name).Config(**fields)
+        assert all(getattr(cfg, k) == v for k, v in fields.items())
     for name, fields in SMALL_DATA.items():
         cfg = get_generator(name).Config(**fields)
         assert all(getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v) for k, v in fields.items())
@@ -69,3 +99,24 @@ def test_train_records_the_preset_and_the_user_config_wins(shared_data, capsys, 
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
         main(["train", "--dataset", dataset_id, "--class", "malignant", "--generator", "wgan-gp", "--preset", "big"])
     assert bad.value.code == 2 and "--preset" in capsys.readouterr().err
+
+
+def test_train_on_binary_volumes_records_the_bernoulli_decoder(shared_data, capsys, synthcohort_home):
+    """AdrenalMNIST3D holds 0/1 shapes: latent diffusion trains them with a Bernoulli decoder unless the
+    user names the likelihood; intensity data keeps the L1 (Laplace) decoder."""
+    assert main(["datasets", "import", str(shared_data / "medmnist" / "adrenalmnist3d.npz")]) == 0
+    dataset_id = capsys.readouterr().out.strip().splitlines()[-1]
+    tiny = {"channels": [8, 8], "attention_levels": [False, False], "norm_num_groups": 4, "head_channels": 4,
+            "ae_channels": [4, 4], "ae_norm_num_groups": 4, "ae_steps": 1, "batch_size": 2}
+
+    def train(config: dict, *extra: str) -> dict:
+        assert main(["train", "--dataset", dataset_id, "--class", "hyperplasia", "--generator", "latent-diffusion",
+                     "--steps", "1", "--device", "cpu", "--config", json.dumps(config), *extra]) == 0
+        model_id = capsys.readouterr().out.strip()
+        return json.loads((synthcohort_home / "models" / model_id / "model.json").read_text())
+
+    auto = train(tiny)
+    assert auto["preset"] == "binary-data" and auto["config"]["ae_likelihood"] == "bernoulli"
+    own = train({**tiny, "ae_likelihood": "laplace"})
+    assert own["preset"] == "binary-data" and own["config"]["ae_likelihood"] == "laplace"
+    assert train(tiny, "--preset", "none")["config"]["ae_likelihood"] == "laplace"
