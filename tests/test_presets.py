@@ -1,4 +1,4 @@
-"""Presets: small-data settings and binary-data decoders; when they apply, how they merge with the user's config, what is recorded."""
+"""Presets (small-data, binary-data): when they apply, how they merge with the user's config, what is recorded."""
 
 from __future__ import annotations
 
