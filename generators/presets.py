@@ -98,10 +98,11 @@ def is_binary(images: np.ndarray, chunk: int = 64) -> bool:
 
 def resolve_preset(preset: str, family: str, *, class_train_images: int, spatial_dims: int,
                    image_size: Sequence[int], user_config: dict | None,
-                   binary_images: bool = False) -> tuple[str, dict[str, Any]]:
+                   images: np.ndarray | None = None) -> tuple[str, dict[str, Any]]:
     """(the presets applied, their fields). "auto" applies small-data to a 2D class of at most
     ``SMALL_CLASS`` train images and ``SMALL_SIDE`` px when the user gave no config, and the
-    binary-data fields when ``binary_images``; "small-data" applies both rules' fields whatever the
+    binary-data fields when the train ``images`` are binary (read only for a family that has
+    such fields; the API, without images, checks the rest); "small-data" applies both rules' fields whatever the
     config; "none" applies nothing. The name joins the rules applied ("small-data+binary-data")."""
     if preset not in PRESET_NAMES:
         raise InvalidInputError(f"unknown preset {preset!r}; known: {', '.join(PRESET_NAMES)}", field="preset")
@@ -113,7 +114,7 @@ def resolve_preset(preset: str, family: str, *, class_train_images: int, spatial
     if small:
         applied.append("small-data")
         fields.update(SMALL_DATA.get(family, {}))
-    if binary_images and family in BINARY_DATA:
+    if family in BINARY_DATA and images is not None and is_binary(images):
         applied.append("binary-data")
         fields.update(BINARY_DATA[family])
     return "+".join(applied) or "none", fields

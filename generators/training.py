@@ -40,7 +40,7 @@ from synthcohort.core.settings import get_settings
 from synthcohort.core.signals import signal_name
 from synthcohort.core.version import code_version
 from synthcohort.generators.base import Generator, GeneratorSpec, TrainingData
-from synthcohort.generators.presets import is_binary, resolve_preset
+from synthcohort.generators.presets import resolve_preset
 from synthcohort.generators.registry import get_generator
 from synthcohort.imaging.sample_dir import write_sample_dir
 from synthcohort.store.datasets import DatasetStore
@@ -168,7 +168,7 @@ def train_model(dataset_id: str, class_name: str, generator: str, *, steps: int,
     preset_name, preset_fields = resolve_preset(
         preset, family.name, class_train_images=int((train.labels == class_index).sum()),
         spatial_dims=meta.spatial_dims, image_size=meta.image_size, user_config=config,
-        binary_images=is_binary(train.images))
+        images=train.images)
     cfg = _make_config(family, {**preset_fields, **(config or {})}, checkpoint_every)
     spec = GeneratorSpec(spatial_dims=meta.spatial_dims, in_channels=meta.channels,
                          image_size=tuple(int(s) for s in meta.image_size),

@@ -34,17 +34,18 @@ def test_auto_applies_to_small_2d_classes_without_a_user_config():
 
 
 def test_binary_images_get_a_bernoulli_decoder_under_a_user_config_too():
+    BIN, GREY = np.zeros((2, 1, 4, 4, 4)), np.linspace(0, 1, 128).reshape(2, 1, 4, 4, 4)
     big3d = dict(class_train_images=259, spatial_dims=3, image_size=(28, 28, 28))
     bern = {"ae_likelihood": "bernoulli"}
-    assert resolve_preset("auto", "latent-diffusion", user_config={"ae_steps": 1500}, binary_images=True,
+    assert resolve_preset("auto", "latent-diffusion", user_config={"ae_steps": 1500}, images=BIN,
                           **big3d) == ("binary-data", bern)
-    assert resolve_preset("auto", "latent-diffusion", user_config=None, binary_images=False, **big3d) == ("none", {})
-    assert resolve_preset("auto", "diffusion", user_config=None, binary_images=True, **big3d) == ("none", {})
-    assert resolve_preset("none", "latent-diffusion", user_config=None, binary_images=True, **big3d) == ("none", {})
+    assert resolve_preset("auto", "latent-diffusion", user_config=None, images=GREY, **big3d) == ("none", {})
+    assert resolve_preset("auto", "diffusion", user_config=None, images=BIN, **big3d) == ("none", {})
+    assert resolve_preset("none", "latent-diffusion", user_config=None, images=BIN, **big3d) == ("none", {})
     small2d = dict(class_train_images=147, spatial_dims=2, image_size=(28, 28))
-    assert resolve_preset("auto", "latent-diffusion", user_config=None, binary_images=True,
+    assert resolve_preset("auto", "latent-diffusion", user_config=None, images=BIN,
                           **small2d) == ("small-data+binary-data", {**SMALL_DATA["latent-diffusion"], **bern})
-    assert resolve_preset("small-data", "wgan-gp", user_config=None, binary_images=True,
+    assert resolve_preset("small-data", "wgan-gp", user_config=None, images=BIN,
                           **small2d) == ("small-data", SMALL_DATA["wgan-gp"])
 
 
