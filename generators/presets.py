@@ -100,10 +100,11 @@ def resolve_preset(preset: str, family: str, *, class_train_images: int, spatial
                    image_size: Sequence[int], user_config: dict | None,
                    images: np.ndarray | None = None) -> tuple[str, dict[str, Any]]:
     """(the presets applied, their fields). "auto" applies small-data to a 2D class of at most
-    ``SMALL_CLASS`` train images and ``SMALL_SIDE`` px when the user gave no config, and the
-    binary-data fields when the train ``images`` are binary (read only for a family that has
-    such fields; the API, without images, checks the rest); "small-data" applies both rules' fields whatever the
-    config; "none" applies nothing. The name joins the rules applied ("small-data+binary-data")."""
+    ``SMALL_CLASS`` train images and ``SMALL_SIDE`` px when the user gave no config; "small-data"
+    applies it whatever the config; under either, the binary-data fields apply when the train
+    ``images`` are binary (read only for a family that has such fields; the API passes none and
+    checks the rest). "none" applies nothing. The name joins the rules applied
+    ("small-data+binary-data")."""
     if preset not in PRESET_NAMES:
         raise InvalidInputError(f"unknown preset {preset!r}; known: {', '.join(PRESET_NAMES)}", field="preset")
     if preset == "none":
