@@ -27,6 +27,7 @@ from synthcohort.core.atomic import atomic_path
 from synthcohort.core.errors import InvalidInputError
 from synthcohort.core.progress import EtaClock, Progress, ProgressCallback
 from synthcohort.core.seeding import derive_seed, torch_generator
+from synthcohort.core.signals import signals_deferred
 from synthcohort.core.version import __version__
 from synthcohort.generators.configs import GeneratorConfig
 from synthcohort.generators.registry import get_generator
@@ -242,11 +243,14 @@ class Generator(ABC):
         }
 
     def save(self, path: str | Path) -> None:
+        """Write the checkpoint atomically; a SIGTERM or SIGINT meanwhile waits until the file and
+        ``saved_step`` agree, so an interrupted run's record names the step its file holds."""
         buf = io.BytesIO()
         torch.save(self.checkpoint(), buf)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buf.getvalue())
-        self.saved_step = self.step
+        with signals_deferred():
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buf.getvalue())
+            self.saved_step = self.step
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Generator:

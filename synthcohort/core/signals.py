@@ -1,6 +1,8 @@
 """SIGTERM and SIGINT as an exception (``SystemExit(128 + signal)``), so that the work under way
 unwinds through its ``finally`` and ``except`` blocks and can record how it ended: a training run
-marks its model ``interrupted`` at its last checkpoint instead of dying mid-record."""
+marks its model ``interrupted`` at its last checkpoint instead of dying mid-record. Steps that
+must happen together (a checkpoint's rename and the step it records as saved) hold the signal back
+with :func:`signals_deferred`."""
 
 from __future__ import annotations
 
@@ -30,6 +32,28 @@ def signals_raise() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT wait; on leaving it, each one that came is delivered to
+    the handler that was in place (``SystemExit`` under :func:`signals_raise`, death by default).
+
+    Without it a signal between a checkpoint's rename and ``saved_step = step`` left a record that
+    named the previous checkpoint's step beside the new file's hash, and a resume went past the
+    steps asked for. Only the main thread can install handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in HANDLED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)  # runs the restored Python handler before returning
 
 
 def signal_name(exit_code: object) -> str | None:
