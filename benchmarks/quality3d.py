@@ -107,10 +107,11 @@ CONFIG_3D: dict[str, dict] = {
 # middle block at 16×24×16 tokens. A first measurement on 2026-12-06, with four other agents loading
 # the machine (load average 9–12), gave wgan-gp 14.12 s and diffusion 8.68 s of CPU (28.6 s and 17.8 s wall); the idle
 # one is the budget's. STEPS_60MIN = 3600 s / that: two families side by side with --threads 1 each
-# fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) trains the same steps, in
-# about half the time (not measured). Sampling costs pixel diffusion 0.85 CPU s per volume and DDIM
-# step (batch 8, 1 thread): a 364-volume hippocampus cohort at 25 steps is about 128 CPU-min, twice
-# its training budget.
+# fill 60 minutes of 2 cores. The adrenal row (28³, 45 % of the voxels) costs less a step: latent
+# diffusion's autoencoder 0.43 s and denoiser 0.12 s (1 thread beside one other job, 2026-12-07), so
+# its 60 CPU-min reach about 26,000 steps; RESULTS.md scores it at 8,000 and 16,000 (pass --steps).
+# Sampling costs pixel diffusion 0.85 CPU s per volume and DDIM step (batch 8, 1 thread): a 364-volume
+# hippocampus cohort at 25 steps is about 128 CPU-min, twice its training budget.
 SECONDS_PER_STEP = {"wgan-gp": 12.73, "diffusion": 4.66}
 STEPS_60MIN = {fam: int(3600 // s) for fam, s in SECONDS_PER_STEP.items()}
 SAMPLE_BATCH = 8  # volumes per generator call when sampling (memory, not speed)
