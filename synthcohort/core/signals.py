@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
@@ -19,19 +19,26 @@ def _raise(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def signals_raise() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGINT raise ``SystemExit(128 + n)`` (143, 130): the exit
-    status a shell reports for a process killed by that signal. Only the main thread can install
-    handlers; elsewhere the block runs unchanged."""
+def _handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT go to ``handler``; the handlers in place before come
+    back after it. Only the main thread can install handlers; elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _raise) for s in HANDLED}
+    previous = {s: signal.signal(s, handler) for s in HANDLED}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, before in previous.items():  # None: a handler not installed from Python
+            signal.signal(s, signal.SIG_DFL if before is None else before)
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise ``SystemExit(128 + n)`` (143, 130): the exit
+    status a shell reports for a process killed by that signal."""
+    with _handled_by(_raise):
+        yield
 
 
 @contextmanager
@@ -41,17 +48,12 @@ def signals_deferred() -> Iterator[None]:
 
     Without it a signal between a checkpoint's rename and ``saved_step = step`` left a record that
     named the previous checkpoint's step beside the new file's hash, and a resume went past the
-    steps asked for. Only the main thread can install handlers; elsewhere the block runs unchanged."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    steps asked for."""
     pending: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in HANDLED}
     try:
-        yield
+        with _handled_by(lambda signum, frame: pending.append(signum)):
+            yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, signal.SIG_DFL if handler is None else handler)
         for signum in dict.fromkeys(pending):
             signal.raise_signal(signum)  # runs the restored Python handler before returning
 
